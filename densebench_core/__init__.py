@@ -1,0 +1,3 @@
+"""densebench-core: discovers optimization backends for DenseNet-121, measures them uniformly, reports."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The built-in backends, registered as ordinary plugins (see ``plugins.BUILTIN_MODULES``)."""

@@ -1,0 +1,40 @@
+"""``fp16`` (alias ``quantize``): the model and its inputs cast to half precision ("FP16 quantization").
+
+Exports the fp16 state dict (half the size of the fp32 one) as its deployable form.
+"""
+
+import torch
+
+from densebench_core.backend import BackendInfo
+from densebench_core.hookspecs import hookimpl
+
+NAME = "fp16"
+
+
+@hookimpl
+def backend_info():
+    return BackendInfo(
+        description="weights and activations in float16 (alias: quantize)",
+        modes=("inference",),
+        stage="precision",
+    )
+
+
+@hookimpl
+def prepare_inputs(inputs):
+    return inputs.half()
+
+
+@hookimpl
+def prepare_model(model, ctx):
+    ctx.precision = "fp16"
+    return model.half()
+
+
+@hookimpl
+def export(model, ctx, directory):
+    if not isinstance(model, torch.nn.Module):
+        return None
+    path = directory / f"{ctx.backend}_fp16_state_dict.pt"
+    torch.save(model.state_dict(), path)
+    return path

@@ -1,0 +1,67 @@
+"""A short torch.profiler pass, separate from and after the timed loop, in torch-tb-profiler's layout.
+
+Traces go to ``<log_dir>/profiler/<run_id>_<backend>_<mode>/bs<N>.<...>.pt.trace.json``: torch-tb-profiler
+shows each folder as one run (a backend) and each batch size as one worker in it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+WAIT, WARMUP, ACTIVE = 1, 1, 3
+TOP_N = 10
+
+
+def _self_device_us(event) -> float:
+    for attr in ("self_device_time_total", "self_cuda_time_total"):
+        value = getattr(event, attr, None)
+        if value is not None:
+            return float(value)
+    return 0.0
+
+
+def _top(events, key, kind: str) -> list[dict[str, Any]]:
+    total = sum(key(e) for e in events) or 1.0
+    ranked = sorted((e for e in events if key(e) > 0), key=key, reverse=True)[:TOP_N]
+    return [
+        {
+            "name": e.key,
+            "kind": kind,
+            "self_time_ms": key(e) / 1000.0 / ACTIVE,
+            "self_time_pct": 100.0 * key(e) / total,
+            "calls": int(e.count) // ACTIVE,
+        }
+        for e in ranked
+    ]
+
+
+def profile_step(step, ctx, profile_dir: Path) -> dict[str, Any]:
+    """Profile ``WAIT + WARMUP + ACTIVE`` steps; return where the time went (per step) and the trace path."""
+    from torch.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
+
+    profile_dir.mkdir(parents=True, exist_ok=True)
+    activities = [ProfilerActivity.CPU]
+    if ctx.is_cuda:
+        activities.append(ProfilerActivity.CUDA)
+    before = set(profile_dir.iterdir())
+    with profile(
+        activities=activities,
+        schedule=schedule(wait=WAIT, warmup=WARMUP, active=ACTIVE, repeat=1),
+        on_trace_ready=tensorboard_trace_handler(str(profile_dir), worker_name=f"bs{ctx.batch_size}"),
+        record_shapes=True,
+        profile_memory=True,
+    ) as prof:
+        for _ in range(WAIT + WARMUP + ACTIVE):
+            step()
+            ctx.synchronize()
+            prof.step()
+    events = prof.key_averages()
+    cpu_ops = [e for e in events if not e.key.startswith("ProfilerStep")]
+    summary = {
+        "top_ops": _top(cpu_ops, lambda e: float(e.self_cpu_time_total), "cpu"),
+        "top_kernels": _top(cpu_ops, _self_device_us, "cuda") if ctx.is_cuda else [],
+        "traces": sorted(str(p) for p in set(profile_dir.iterdir()) - before),
+        "steps": ACTIVE,
+    }
+    return summary

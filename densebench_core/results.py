@@ -1,0 +1,132 @@
+"""Results storage: the CSV users read, every run kept whole, rows written as each measurement finishes.
+
+Layout under the results directory::
+
+    benchmark_results.csv        the latest run (replaced atomically after every row)
+    benchmark_results.json       the same run: environment, config, rows with raw latencies
+    runs/<run_id>/benchmark_results.csv, results.json, work/ (job specs, worker logs)
+    models/                      exported artifacts
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from densebench_core.errors import BadInput
+
+COLUMNS = [
+    "run_id", "backend", "mode", "device", "batch_size", "image_size", "precision", "status", "reason",
+    "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms", "latency_std_ms",
+    "throughput_ips", "peak_mem_mb", "prepare_s", "max_abs_err", "cosine_sim", "top1_agree",
+    "artifact_path", "artifact_mb", "iterations", "torch_version", "device_name", "timestamp",
+    # beyond the contract's columns
+    "weights", "options", "notes",
+]  # fmt: skip
+
+STATUSES = ("ok", "skipped", "failed", "timeout")
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return ""
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return "; ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True) if value else ""
+    return str(value)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def check_writable(directory: Path) -> None:
+    """Create ``directory`` if needed and prove it can be written, or raise BadInput."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".densebench-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise BadInput(f"cannot write to directory {directory}: {exc.strerror or exc}") from None
+
+
+class ResultsStore:
+    """Writes one run's rows as they complete, to the run's own folder and to the latest-run files."""
+
+    def __init__(self, results_dir: Path, run_id: str, environment: dict, config: dict) -> None:
+        self.results_dir = results_dir
+        self.run_id = run_id
+        self.run_dir = results_dir / "runs" / run_id
+        self.run_dir.mkdir(parents=True, exist_ok=False)
+        self.work_dir = self.run_dir / "work"
+        self.models_dir = results_dir / "models"
+        self.environment = environment
+        self.config = config
+        self.rows: list[dict[str, Any]] = []
+        self._flush()  # a header-only CSV from the start: valid even if the first job never finishes
+
+    def add(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Complete ``row`` with the run's columns and persist everything written so far."""
+        full = {column: row.get(column) for column in COLUMNS}
+        full["run_id"] = self.run_id
+        full["torch_version"] = full["torch_version"] or self.environment.get("torch")
+        full["device_name"] = full["device_name"] or self.environment.get("device_name")
+        full["timestamp"] = full["timestamp"] or time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        extra = {k: v for k, v in row.items() if k not in COLUMNS}
+        self.rows.append({**full, **extra})
+        self._flush()
+        return self.rows[-1]
+
+    def csv_text(self) -> str:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for row in self.rows:
+            writer.writerow([_cell(row.get(column)) for column in COLUMNS])
+        return buffer.getvalue()
+
+    def json_text(self) -> str:
+        document = {
+            "run_id": self.run_id,
+            "environment": self.environment,
+            "config": self.config,
+            "rows": self.rows,
+        }
+        return json.dumps(document, indent=1, default=str, allow_nan=False)
+
+    def _flush(self) -> None:
+        csv_text, json_text = self.csv_text(), self.json_text()
+        _atomic_write(self.run_dir / "benchmark_results.csv", csv_text)
+        _atomic_write(self.run_dir / "results.json", json_text)
+        _atomic_write(self.results_dir / "benchmark_results.csv", csv_text)
+        _atomic_write(self.results_dir / "benchmark_results.json", json_text)
+
+
+def json_safe(value: Any) -> Any:
+    """Replace NaN and infinities (not valid JSON) with None, recursively."""
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value

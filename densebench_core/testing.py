@@ -1,0 +1,181 @@
+"""The plugin author kit: pytest fixtures and a contract suite every backend plugin's tests subclass.
+
+Installed as a pytest plugin (entry point ``pytest11``), so the fixtures are available in any test session
+where densebench-core is installed::
+
+    from densebench_core.testing import BackendContractSuite
+
+    class TestMyBackend(BackendContractSuite):
+        backend = "my_backend"
+
+The suite holds every plugin to one contract: it is discovered, describes itself, runs in every mode it
+claims on the CPU (or is skipped with a reason), stays close to the fp32 baseline, exports what it promises,
+and measures end to end through the real ``densebench run`` in a child process.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from densebench_core.backend import STAGES, BackendInfo
+from densebench_core.benchmark import MODES
+from densebench_core.plugins import build_registry, missing_requirements
+
+
+def run_densebench(*args: str, env: dict[str, str] | None = None, timeout: float = 900, cwd=None):
+    """Run the real ``densebench`` CLI in a child process; returns the CompletedProcess (text)."""
+    return subprocess.run(
+        [sys.executable, "-c", "from densebench_core.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+
+
+def read_rows(csv_path: Path) -> list[dict[str, str]]:
+    with open(csv_path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def run_in_process(backend: str, *, mode: str = "inference", batch_size: int = 1, image_size: int = 32,
+                   models_dir: Path | None = None, options: dict | None = None) -> dict[str, Any]:
+    """Run one job through the worker's code path in this process (fast; no isolation)."""
+    from densebench_core import worker
+    from densebench_core.backend import parse_recipe
+
+    registry = build_registry()
+    members = parse_recipe(backend, registry.infos())
+    job = {
+        "backend": backend, "members": members, "mode": mode, "batch_size": batch_size,
+        "device": "cpu", "image_size": image_size, "weights": "random", "warmup": 1,
+        "min_iters": 2, "min_time": 0.0, "seed": 0, "options": options or {},
+        "export": models_dir is not None, "models_dir": str(models_dir) if models_dir else None,
+    }  # fmt: skip
+    try:
+        return worker.run_job(job, lambda phase: None)
+    except worker.Skip as exc:
+        return {"status": "skipped", "reason": str(exc)}
+
+
+@pytest.fixture
+def densebench_registry():
+    """A freshly built plugin registry (built-ins plus installed entry points)."""
+    return build_registry()
+
+
+@pytest.fixture
+def densebench_cli():
+    """The real CLI in a child process: ``densebench_cli("plugins", "--json")``."""
+    return run_densebench
+
+
+class BackendContractSuite:
+    """Subclass and set ``backend``; every plugin is held to these tests."""
+
+    backend: str = ""
+    #: the lowest cosine similarity with the fp32 baseline this backend may show on CPU
+    min_cosine: float = 0.999
+    image_size: int = 32
+    #: training needs a batch of at least 2 (batch norm)
+    training_batch_size: int = 2
+
+    # -- helpers --------------------------------------------------------------------------------------
+    def entry(self):
+        registry = build_registry()
+        assert self.backend in registry.entries, f"{self.backend!r} not discovered: {sorted(registry.entries)}"
+        return registry.entries[self.backend]
+
+    def info(self) -> BackendInfo:
+        entry = self.entry()
+        if entry.status == "unavailable":
+            pytest.skip(f"{self.backend} unavailable here: {entry.reason}")
+        assert entry.status == "ok", entry.reason
+        return entry.info
+
+    def skip_unless_runs_on_cpu(self, mode: str) -> None:
+        info = self.info()
+        why = missing_requirements(info, "cpu", mode)
+        if why:
+            pytest.skip(f"{self.backend} cannot run {mode} on the CPU here: {why}")
+
+    def check_ok(self, result: dict[str, Any]) -> None:
+        if result["status"] == "skipped":
+            pytest.skip(result["reason"])
+        assert result["status"] == "ok", result.get("reason")
+        assert result["iterations"] >= 2
+        assert result["latency_p50_ms"] > 0 and result["throughput_ips"] > 0
+        assert result["prepare_s"] >= 0
+
+    # -- the contract ---------------------------------------------------------------------------------
+    def test_discovered_with_status(self):
+        entry = self.entry()
+        assert entry.status in ("ok", "unavailable", "failed")
+        assert entry.status == "ok" or entry.reason, "a backend that is not ok must say why"
+        assert entry.distribution and entry.version
+
+    def test_describes_itself(self):
+        info = self.info()
+        assert info.description.strip()
+        assert info.modes and set(info.modes) <= set(MODES)
+        assert info.stage in STAGES
+
+    def test_implements_only_known_hooks(self):
+        entry = self.entry()
+        assert "backend_info" in entry.hooks
+        from densebench_core.plugins import _hook_names
+
+        assert set(entry.hooks) <= set(_hook_names())
+
+    def test_inference_close_to_baseline(self, tmp_path):
+        self.skip_unless_runs_on_cpu("inference")
+        result = run_in_process(self.backend, image_size=self.image_size, models_dir=tmp_path / "models")
+        self.check_ok(result)
+        assert result["cosine_sim"] >= self.min_cosine, result
+        assert result["top1_agree"] is not None
+
+    def test_training_step_runs(self):
+        info = self.info()
+        if "training" not in info.modes:
+            pytest.skip(f"{self.backend} does not claim training")
+        self.skip_unless_runs_on_cpu("training")
+        result = run_in_process(
+            self.backend, mode="training", batch_size=self.training_batch_size, image_size=self.image_size
+        )
+        self.check_ok(result)
+
+    def test_export_writes_artifact(self, tmp_path):
+        entry = self.entry()
+        if "export" not in entry.hooks:
+            pytest.skip(f"{self.backend} has no export")
+        self.skip_unless_runs_on_cpu("inference")
+        result = run_in_process(self.backend, image_size=self.image_size, models_dir=tmp_path)
+        self.check_ok(result)
+        artifact = Path(result["artifact_path"])
+        assert artifact.is_file() and artifact.stat().st_size > 0
+        assert artifact.parent == tmp_path
+
+    def test_measured_through_cli(self, tmp_path):
+        entry = self.entry()
+        proc = run_densebench(
+            "run", "--backend", self.backend, "--device", "cpu", "--quick", "--batch-sizes", "1",
+            "--image-size", str(self.image_size), "--min-iters", "2", "--min-time", "0", "--no-profile",
+            "--output-dir", str(tmp_path / "results"), "--log-dir", str(tmp_path / "logs"),
+        )  # fmt: skip
+        assert proc.returncode in (0, 1), proc.stderr
+        rows = read_rows(tmp_path / "results" / "benchmark_results.csv")
+        assert [r["backend"] for r in rows] == [self.backend]
+        row = rows[0]
+        if entry.status == "ok" and missing_requirements(entry.info, "cpu", "inference") is None:
+            assert row["status"] in ("ok", "skipped"), row["reason"]
+            assert proc.returncode == 0
+        else:
+            assert row["status"] == "skipped" and row["reason"], row

@@ -1,0 +1,93 @@
+"""The CSV schema, every run kept, and an interrupted run keeping its completed rows."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import TINY
+from densebench_core.results import COLUMNS
+from densebench_core.testing import read_rows, run_densebench
+
+CONTRACT_COLUMNS = (
+    "run_id, backend, mode, device, batch_size, image_size, precision, status, reason, latency_p50_ms, "
+    "latency_p90_ms, latency_p99_ms, latency_mean_ms, latency_std_ms, throughput_ips, peak_mem_mb, prepare_s, "
+    "max_abs_err, cosine_sim, top1_agree, artifact_path, artifact_mb, iterations, torch_version, device_name, "
+    "timestamp"
+).split(", ")
+
+
+def run_baseline(out, *extra):
+    return run_densebench("run", "--backend", "baseline", *TINY, "--output-dir", str(out / "r"),
+                          "--log-dir", str(out / "l"), *extra)
+
+
+def test_csv_has_the_contract_columns_in_order_and_typed_values(tmp_path):
+    proc = run_baseline(tmp_path, "--batch-sizes", "1,2")
+    assert proc.returncode == 0, proc.stderr
+    with open(tmp_path / "r" / "benchmark_results.csv", newline="") as handle:
+        header = next(csv.reader(handle))
+    assert header[: len(CONTRACT_COLUMNS)] == CONTRACT_COLUMNS
+    assert header == COLUMNS
+    rows = read_rows(tmp_path / "r" / "benchmark_results.csv")
+    assert [int(r["batch_size"]) for r in rows] == [1, 2]
+    for row in rows:
+        assert row["status"] == "ok" and row["mode"] == "inference" and row["device"] == "cpu"
+        p50, p90, p99 = (float(row[f"latency_p{q}_ms"]) for q in (50, 90, 99))
+        assert 0 < p50 <= p90 <= p99
+        assert float(row["throughput_ips"]) == __import__("pytest").approx(
+            int(row["batch_size"]) * 1000 / float(row["latency_mean_ms"]), rel=1e-3)
+        assert int(row["iterations"]) >= 3 and row["precision"] == "fp32"
+        assert row["torch_version"] and row["device_name"] and row["timestamp"]
+    document = json.loads((tmp_path / "r" / "benchmark_results.json").read_text())
+    assert document["environment"]["torch"] == rows[0]["torch_version"]
+    assert len(document["rows"][0]["latencies_ms"]) == int(rows[0]["iterations"])
+
+
+def test_second_run_keeps_the_first(tmp_path):
+    assert run_baseline(tmp_path).returncode == 0
+    first = read_rows(tmp_path / "r" / "benchmark_results.csv")
+    assert run_baseline(tmp_path).returncode == 0
+    second = read_rows(tmp_path / "r" / "benchmark_results.csv")
+    assert first[0]["run_id"] != second[0]["run_id"]
+    runs = sorted(p.name for p in (tmp_path / "r" / "runs").iterdir())
+    assert runs == sorted([first[0]["run_id"], second[0]["run_id"]])
+    kept = read_rows(tmp_path / "r" / "runs" / first[0]["run_id"] / "benchmark_results.csv")
+    assert kept == first
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_sigterm_mid_run_keeps_completed_rows_and_kills_the_child(tmp_path, testplugins_path):
+    pidfile = tmp_path / "hang.pid"
+    env = {**os.environ, "PYTHONPATH": str(testplugins_path), "DENSEBENCH_PLUGINS": "hang_test",
+           "DENSEBENCH_TEST_PIDFILE": str(pidfile)}
+    csv_path = tmp_path / "r" / "benchmark_results.csv"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from densebench_core.cli import main; main()", "run",
+         "--backend", "baseline", "--backend", "hang_test", *TINY, "--timeout", "600",
+         "--output-dir", str(tmp_path / "r"), "--log-dir", str(tmp_path / "l")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not pidfile.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert pidfile.exists(), "the hanging backend never started"
+    child = int(pidfile.read_text().split()[0])
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "completed rows are kept" in err
+    rows = read_rows(csv_path)
+    assert [(r["backend"], r["status"]) for r in rows] == [("baseline", "ok")]
+    time.sleep(0.5)
+    assert not _pid_alive(child), "the hanging child outlived the interrupted run"
