@@ -12,6 +12,7 @@ from densebench_core.backend import canonical_name, parse_recipe, recipe_name
 from densebench_core.errors import BadInput
 from densebench_core.model import MIN_IMAGE_SIZE
 from densebench_core.plugins import PluginRegistry, missing_requirements
+from densebench_core.presets import PRESETS
 from densebench_core.results import ResultsStore, check_writable, json_safe, new_run_id
 from densebench_core.runner import Job, run_job
 
@@ -58,8 +59,8 @@ class RunConfig:
         for key, value in preset.items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
-        if self.mode not in MODES:
-            raise BadInput(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if not self.modes or any(m not in MODES for m in self.modes):
+            raise BadInput(f"--mode must be {' or '.join(MODES)} (or both, comma-separated), not {self.mode!r}")
         if self.image_size < MIN_IMAGE_SIZE:
             raise BadInput(f"--image-size must be at least {MIN_IMAGE_SIZE}, not {self.image_size}")
         for name, value in (("--warmup", self.warmup), ("--min-iters", self.min_iters)):
@@ -67,6 +68,10 @@ class RunConfig:
                 raise BadInput(f"{name} must be {'>= 0' if name == '--warmup' else '>= 1'}, not {value}")
         if self.min_time < 0 or self.timeout <= 0:
             raise BadInput("--min-time must be >= 0 and --timeout > 0")
+
+    @property
+    def modes(self) -> list[str]:
+        return list(dict.fromkeys(m.strip() for m in self.mode.split(",") if m.strip()))
 
     def as_dict(self) -> dict[str, Any]:
         return json_safe({k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()})
@@ -116,44 +121,62 @@ class Planned:
 
     backend: str
     members: list[str]
+    mode: str
     batch_size: int
     decided: dict[str, Any] | None = None
+    options: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def plan(config: RunConfig, registry: PluginRegistry) -> list[Planned]:
+    """Expand --all / --backend (names, recipes, presets) into one item per batch size; raises BadInput."""
     infos = registry.infos()
     for backend in config.options:
         if backend not in registry.entries:
             raise BadInput(f"--backend-option names unknown backend {backend!r}")
     if config.all_backends:
         names = sorted(registry.entries, key=lambda n: (n != "baseline", n))
-        recipes = [[n] for n in names]
+        recipes = [(n, [n], {}, None) for n in names]
     else:
         if not config.backends:
             raise BadInput("name a backend with --backend NAME or run them all with --all")
-        recipes = []
-        for spec in config.backends:
-            first = canonical_name(spec.split("+")[0].strip())
-            if "+" not in spec and first in registry.entries and first not in infos:
-                recipes.append([first])  # a plugin that failed to load: reported as a row, not bad input
-                continue
-            recipes.append(parse_recipe(spec, infos))
+        recipes = [_resolve_spec(spec, registry, infos) for spec in config.backends]
     planned: list[Planned] = []
-    for members in recipes:
-        decided = _decide_without_running(members, registry, config)
-        for batch_size in config.batch_sizes:
-            planned.append(Planned(recipe_name(members), members, batch_size, decided))
+    for mode in config.modes:
+        for name, members, preset_options, decided in recipes:
+            decided = decided or _decide_without_running(members, registry, config.device, mode)
+            options = {m: {**preset_options.get(m, {}), **config.options.get(m, {})} for m in members}
+            options = {m: o for m, o in options.items() if o}
+            for batch_size in config.batch_sizes:
+                planned.append(Planned(name, members, mode, batch_size, decided, options))
     return planned
 
 
-def _decide_without_running(members, registry: PluginRegistry, config: RunConfig) -> dict | None:
+def _resolve_spec(spec: str, registry: PluginRegistry, infos) -> tuple[str, list[str], dict, dict | None]:
+    """(row name, members, preset options, decided row) for one --backend value."""
+    name = canonical_name(spec.strip())
+    if name in PRESETS and name not in registry.entries:
+        preset = PRESETS[name]
+        missing = [m for m in preset.recipe.split("+") if m not in infos]
+        if missing:
+            why = f"preset {name} needs backend {missing[0]!r}, which is not installed or failed to load"
+            return name, preset.recipe.split("+"), {}, {"status": "skipped", "reason": why}
+        return name, parse_recipe(preset.recipe, infos), preset.options, None
+    if "+" not in name and name in registry.entries and name not in infos:
+        return name, [name], {}, None  # a plugin that failed to load: reported as a row, not bad input
+    members = parse_recipe(spec, infos)
+    return recipe_name(members), members, {}, None
+
+
+def _decide_without_running(members, registry: PluginRegistry, device: str, mode: str) -> dict | None:
     for name in members:
+        if name not in registry.entries:
+            return {"status": "skipped", "reason": f"{name}: not installed"}
         entry = registry.entries[name]
         if entry.status == "unavailable":
             return {"status": "skipped", "reason": f"{name}: {entry.reason}"}
         if entry.status != "ok":
             return {"status": "failed", "reason": f"{name}: plugin failed to load: {entry.reason}"}
-        why = missing_requirements(entry.info, config.device, config.mode)
+        why = missing_requirements(entry.info, device, mode)
         if why:
             return {"status": "skipped", "reason": f"{name}: {why}"}
     return None
@@ -201,11 +224,11 @@ def execute(
 def _job_for(item: Planned, config: RunConfig, store: ResultsStore) -> Job:
     profile_dir = None
     if config.profile:
-        profile_dir = str(config.log_dir / "profiler" / f"{store.run_id}_{item.backend}_{config.mode}")
+        profile_dir = str(config.log_dir / "profiler" / f"{store.run_id}_{item.backend}_{item.mode}")
     return Job(
         backend=item.backend,
         members=item.members,
-        mode=config.mode,
+        mode=item.mode,
         batch_size=item.batch_size,
         device=config.device,
         image_size=config.image_size,
@@ -215,8 +238,8 @@ def _job_for(item: Planned, config: RunConfig, store: ResultsStore) -> Job:
         min_time=config.min_time,
         timeout=config.timeout,
         seed=config.seed,
-        options={m: config.options[m] for m in item.members if m in config.options},
-        export=config.export and config.mode == "inference",
+        options=item.options,
+        export=config.export and item.mode == "inference",
         models_dir=str(store.models_dir),
         profile_dir=profile_dir,
     )
@@ -226,12 +249,12 @@ def _row(item: Planned, config: RunConfig, result: dict[str, Any]) -> dict[str, 
     row = dict(result)
     row.update(
         backend=item.backend,
-        mode=config.mode,
+        mode=item.mode,
         device=config.device,
         batch_size=item.batch_size,
         image_size=config.image_size,
         weights=config.weights,
-        options={m: config.options[m] for m in item.members if m in config.options},
+        options=item.options,
     )
     row.setdefault("precision", None)
     return json_safe(row)

@@ -27,7 +27,8 @@ def cli() -> None:
 @click.option("--backend", "backends", multiple=True, metavar="NAME",
               help="A backend or a recipe such as channels_last+amp+compile (repeatable).")
 @click.option("--device", default="auto", show_default=True, help="auto, cuda or cpu.")
-@click.option("--mode", default="inference", show_default=True, help="inference or training.")
+@click.option("--mode", default="inference", show_default=True,
+              help="inference, training, or both as inference,training.")
 @click.option("--batch-sizes", default=None, help="Comma-separated, e.g. 1,32,256 (default; --quick: 1,2 on CPU).")
 @click.option("--image-size", type=int, default=None, help="Square input size in pixels (default 224).")
 @click.option("--weights", default="auto", show_default=True,

@@ -1,0 +1,35 @@
+"""Named recipes: the best configurations found on real hardware, selectable as ``--backend NAME``.
+
+Each preset is a recipe plus backend options. Its rows are named by the preset; the ``options`` column shows
+what it ran with. docs/perf-notes.md records how each was chosen (measured on an H200).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Preset:
+    recipe: str
+    description: str
+    options: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+PRESETS: dict[str, Preset] = {
+    "fastest-throughput": Preset(
+        recipe="channels_last+fp16+compile",
+        description="large-batch inference: fp16 NHWC, inductor max-autotune without CUDA graphs",
+        options={"compile": {"mode": "max-autotune-no-cudagraphs"}},
+    ),
+    "fastest-latency": Preset(
+        recipe="channels_last+fp16+compile",
+        description="batch-1 inference: fp16 NHWC, inductor with CUDA graphs (reduce-overhead)",
+        options={"compile": {"mode": "reduce-overhead"}},
+    ),
+    "fastest-training": Preset(
+        recipe="channels_last+amp+compile",
+        description="training (use with --mode training): NHWC, autocast, inductor",
+        options={},
+    ),
+}
