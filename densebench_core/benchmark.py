@@ -130,9 +130,15 @@ class Planned:
 def plan(config: RunConfig, registry: PluginRegistry) -> list[Planned]:
     """Expand --all / --backend (names, recipes, presets) into one item per batch size; raises BadInput."""
     infos = registry.infos()
-    for backend in config.options:
+    for backend, values in config.options.items():
         if backend not in registry.entries:
             raise BadInput(f"--backend-option names unknown backend {backend!r}")
+        declared = infos[backend].options if backend in infos else {}
+        unknown = sorted(set(values) - set(declared))
+        if declared and unknown:
+            raise BadInput(
+                f"backend {backend!r} has no option {unknown[0]!r}; its options: {', '.join(sorted(declared))}"
+            )
     if config.all_backends:
         names = sorted(registry.entries, key=lambda n: (n != "baseline", n))
         recipes = [(n, [n], {}, None) for n in names]

@@ -91,8 +91,21 @@ def run(all_backends, backends, device, mode, batch_sizes, image_size, weights, 
                    err=True)
         sys.exit(EXIT_INTERRUPTED)
     click.echo(f"results: {store.results_dir / 'benchmark_results.csv'} (run {store.run_id})")
+    _write_report(store.results_dir)
     if any(row["status"] in ("failed", "timeout") for row in store.rows):
         sys.exit(EXIT_FAILED)
+
+
+def _write_report(results_dir: Path) -> None:
+    """Every run leaves its report; a report problem is a warning, never a lost run."""
+    from densebench_core.report import build_report
+
+    try:
+        written = build_report(results_dir)
+    except (BadInput, Exception) as exc:  # the CSV is already safe on disk
+        click.echo(f"densebench: warning: report not written: {exc}", err=True)
+        return
+    click.echo(f"report:  {written['report_md']} ({len(written['plots'])} plots)")
 
 
 @cli.command()
@@ -133,16 +146,11 @@ def _cuda() -> bool:
 
 def _add_optional_commands() -> None:
     """Commands that live beside their concept: report/compare, tensorboard."""
-    from densebench_core import tensorboard_cmd
+    from densebench_core import commands_report, tensorboard_cmd
 
+    cli.add_command(commands_report.report)
+    cli.add_command(commands_report.compare)
     cli.add_command(tensorboard_cmd.tensorboard)
-    try:  # TEMP until commands_report lands
-        from densebench_core import commands_report
-
-        cli.add_command(commands_report.report)
-        cli.add_command(commands_report.compare)
-    except ImportError:
-        pass
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -58,7 +58,7 @@ def prepare_model(model, example_inputs, ctx):
 def prepare_inputs(inputs, ctx):
     """Transform the input batch the way this backend expects it (memory format, dtype).
 
-    Called before ``prepare_model`` and outside the timed loop.
+    Called before ``prepare_model``, outside the measured loop (its cost counts in ``prepare_s``).
 
     :param inputs: the seeded fp32 input batch (or the previous recipe member's result).
     :param ctx: the run context.

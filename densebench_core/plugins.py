@@ -53,6 +53,7 @@ class BackendEntry:
             "requires_packages": list(info.requires_packages) if info else [],
             "stage": info.stage if info else None,
             "composable": info.composable if info else None,
+            "options": dict(info.options) if info else {},
             "hooks": self.hooks,
         }
 
@@ -175,12 +176,13 @@ def build_registry(load_entry_points: bool = True) -> PluginRegistry:
 
 
 def missing_requirements(info: BackendInfo, device_type: str, mode: str) -> str | None:
-    """Why a backend cannot run here, judged from its ``BackendInfo`` alone, or None."""
+    """Why a backend cannot run here, judged from its ``BackendInfo`` alone (every unmet need), or None."""
+    missing = []
     if mode not in info.modes:
-        return f"does not support {mode} mode (supports: {', '.join(info.modes)})"
+        missing.append(f"does not support {mode} mode (supports: {', '.join(info.modes)})")
     if info.requires_cuda and device_type != "cuda":
-        return f"requires a CUDA device (running on {device_type})"
+        missing.append(f"requires a CUDA device (running on {device_type})")
     for package in info.requires_packages:
         if importlib.util.find_spec(package) is None:
-            return f"requires the Python package {package!r}, which is not installed"
-    return None
+            missing.append(f"requires the Python package {package!r}, which is not installed")
+    return "; ".join(missing) or None

@@ -1,7 +1,9 @@
 """A short torch.profiler pass, separate from and after the timed loop, in torch-tb-profiler's layout.
 
-Traces go to ``<log_dir>/profiler/<run_id>_<backend>_<mode>/bs<N>.<...>.pt.trace.json``: torch-tb-profiler
-shows each folder as one run (a backend) and each batch size as one worker in it.
+Traces go to ``<log_dir>/profiler/<run_id>_<backend>_<mode>/bs<N>.<time_ns>.pt.trace.json.gz``: torch-tb-profiler
+shows each folder as one run (a backend) and each batch size as one worker in it (the ``<time_ns>`` part is the
+worker's span). Gzipped, a trace is about a tenth of the size; torch-tb-profiler, Perfetto and chrome://tracing
+read it as it is.
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ def profile_step(step, ctx, profile_dir: Path) -> dict[str, Any]:
     with profile(
         activities=activities,
         schedule=schedule(wait=WAIT, warmup=WARMUP, active=ACTIVE, repeat=1),
-        on_trace_ready=tensorboard_trace_handler(str(profile_dir), worker_name=f"bs{ctx.batch_size}"),
+        on_trace_ready=tensorboard_trace_handler(
+            str(profile_dir), worker_name=f"bs{ctx.batch_size}", use_gzip=True
+        ),
         record_shapes=True,
         profile_memory=True,
     ) as prof:

@@ -44,7 +44,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             return ""
-        return f"{value:.6g}"
+        return f"{value:.8g}"
     if isinstance(value, (list, tuple)):
         return "; ".join(str(v) for v in value)
     if isinstance(value, dict):

@@ -1,8 +1,15 @@
-"""``densebench tensorboard``: scalars on port 6006 and the torch-tb-profiler view on 6007."""
+"""``densebench tensorboard``: scalars on port 6006 and the torch-tb-profiler view on 6007.
+
+Two TensorBoard processes, because the profiler view lists every folder with traces as a run and the scalars
+view every folder with event files: one on ``LOG/scalars`` and one on ``LOG/profiler`` keep both lists clean.
+"""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +19,9 @@ import click
 
 from densebench_core.errors import BadInput
 
+STOP_WAIT_S = 10.0
+PORT = click.IntRange(1, 65535)
+
 
 def tensorboard_command(logdir: Path, host: str, port: int) -> list[str]:
     return [
@@ -20,37 +30,101 @@ def tensorboard_command(logdir: Path, host: str, port: int) -> list[str]:
     ]  # fmt: skip
 
 
+def profiler_plugin_problem() -> str | None:
+    """None when torch-tb-profiler can be loaded by TensorBoard, else why not (one line)."""
+    try:
+        importlib.import_module("torch_tb_profiler")
+    except ImportError as exc:
+        if getattr(exc, "name", None) == "torch_tb_profiler":
+            return "torch-tb-profiler is not installed (pip install torch-tb-profiler)"
+        return f"torch-tb-profiler cannot be imported: {exc}"
+    except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop the scalars view
+        return f"torch-tb-profiler cannot be imported: {type(exc).__name__}: {exc}"
+    return None
+
+
+def check_port(host: str, port: int, option: str) -> None:
+    """Raise BadInput unless ``host:port`` can be bound right now."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise BadInput(f"--host {host!r} is not an address of this machine: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise BadInput(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another port with {option}"
+            ) from None
+
+
+def shown_host(host: str) -> str:
+    return socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    """Terminate every server, waiting a bounded time before killing."""
+    for p in processes:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + STOP_WAIT_S
+    for p in processes:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=STOP_WAIT_S)
+
+
 @click.command()
-@click.option("--log-dir", type=click.Path(path_type=Path), default=Path("logs/tensorboard"), show_default=True)
+@click.option("--log-dir", type=click.Path(path_type=Path), default=Path("logs/tensorboard"), show_default=True,
+              help="The --log-dir of `densebench run`.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 for all).")
-@click.option("--port", default=6006, show_default=True, help="Scalars (TensorBoard) port.")
-@click.option("--profiler-port", default=6007, show_default=True, help="PyTorch profiler view port.")
+@click.option("--port", type=PORT, default=6006, show_default=True, help="Scalars (TensorBoard) port.")
+@click.option("--profiler-port", type=PORT, default=6007, show_default=True, help="PyTorch profiler view port.")
 def tensorboard(log_dir: Path, host: str, port: int, profiler_port: int) -> None:
     """Serve the scalars and the profiler traces of every run under LOG_DIR until Ctrl-C."""
     if not log_dir.is_dir():
-        raise BadInput(f"log directory not found: {log_dir} (run `densebench run` first)")
+        raise BadInput(f"log directory not found: {log_dir} (run `densebench run --log-dir {log_dir}` first)")
     if importlib.util.find_spec("tensorboard") is None:
         raise BadInput("tensorboard is not installed (pip install tensorboard)")
+    problem = profiler_plugin_problem()
+    if problem is None and port == profiler_port:
+        raise BadInput(f"--port and --profiler-port must differ (both are {port})")
+    check_port(host, port, "--port")
+    if problem is None:
+        check_port(host, profiler_port, "--profiler-port")
+
     scalars_dir = log_dir / "scalars" if (log_dir / "scalars").is_dir() else log_dir
-    processes = [subprocess.Popen(tensorboard_command(scalars_dir, host, port))]
-    click.echo(f"scalars:  http://{host}:{port}/")
-    if importlib.util.find_spec("torch_tb_profiler") is None:
-        click.echo("profiler: not started: install torch-tb-profiler (pip install torch-tb-profiler)")
-    else:
-        profiler_dir = log_dir / "profiler"
-        profiler_dir.mkdir(exist_ok=True)
-        processes.append(subprocess.Popen(tensorboard_command(profiler_dir, host, profiler_port)))
-        click.echo(f"profiler: http://{host}:{profiler_port}/#pytorch_profiler")
+    profiler_dir = log_dir / "profiler"
+    shown = shown_host(host)
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    processes: list[subprocess.Popen] = []
+    interrupted = False
     try:
+        processes.append(subprocess.Popen(tensorboard_command(scalars_dir, host, port)))
+        click.echo(f"scalars:  http://{shown}:{port}/#timeseries   (also #hparams, #custom_scalars)")
+        if problem is not None:
+            click.echo(f"profiler: not started: {problem}")
+        else:
+            if not profiler_dir.is_dir():
+                click.echo(f"profiler: {profiler_dir} has no traces yet (`densebench run --profile` writes them)")
+                profiler_dir.mkdir(exist_ok=True)
+            processes.append(subprocess.Popen(tensorboard_command(profiler_dir, host, profiler_port)))
+            click.echo(f"profiler: http://{shown}:{profiler_port}/#pytorch_profiler")
+        click.echo("Ctrl-C stops both.")
         while all(p.poll() is None for p in processes):
             time.sleep(0.5)
     except KeyboardInterrupt:
-        pass
+        interrupted = True
     finally:
-        for p in processes:
-            p.terminate()
-        for p in processes:
-            p.wait()
-    failed = [p for p in processes if p.returncode not in (0, -15, None)]
-    if failed:
-        raise click.ClickException("a TensorBoard process exited early (is the port already in use?)")
+        signal.signal(signal.SIGTERM, previous)
+        _stop(processes)
+    if not interrupted:
+        raise click.ClickException("a TensorBoard process exited early (see its message above)")

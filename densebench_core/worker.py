@@ -176,10 +176,13 @@ def run_job(job: dict[str, Any], set_phase) -> dict[str, Any]:
             min_time_s=job["min_time"],
         )
         result["peak_mem_mb"] = _peak_memory_mb(ctx)
+        problems = []
         for name in members:
             _, problem = registry.call(name, "after_measure", model=model, ctx=ctx)
             if problem:
-                result["status"], result["reason"] = "failed", f"{name}: {problem}"
+                problems.append(f"{name}: {problem}")
+        if problems:
+            result["status"], result["reason"] = "failed", "; ".join(problems)
         stats = summarize(latencies, ctx.batch_size)
         result.update(
             latency_p50_ms=stats.p50_ms,

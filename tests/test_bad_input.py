@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from conftest import TINY
+
 from densebench_core.testing import run_densebench
 
 

@@ -1,8 +1,8 @@
 """Crashes, hangs, exceptions and broken plugins become rows; the other rows are intact."""
 
 import pytest
-
 from conftest import TINY
+
 from densebench_core.testing import read_rows, run_densebench
 
 

@@ -3,6 +3,7 @@
 import json
 
 from conftest import TINY
+
 from densebench_core.testing import read_rows, run_densebench
 
 

@@ -9,6 +9,7 @@ import sys
 import time
 
 from conftest import TINY
+
 from densebench_core.results import COLUMNS
 from densebench_core.testing import read_rows, run_densebench
 

@@ -1,0 +1,13 @@
+"""The results report: ``report.md``, a self-contained ``report.html`` and PNG plots under ``plots/``.
+
+Modules: :mod:`~densebench_core.report.data` reads and validates the CSV/JSON, :mod:`.analysis` computes what the
+report says, :mod:`.plots` draws the figures, :mod:`.render` turns one document into Markdown and HTML, and
+:mod:`.build` puts them together. Usage::
+
+    from densebench_core.report import build_report
+    written = build_report(Path("results"))   # {"report_md": Path, "report_html": Path, "plots": [...], ...}
+"""
+
+from densebench_core.report.build import build_report
+
+__all__ = ["build_report"]

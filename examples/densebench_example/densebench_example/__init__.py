@@ -1,0 +1,1 @@
+"""densebench-example: the tutorial plugin of docs/writing-a-plugin.md."""
