@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -68,18 +70,54 @@ def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _start(logdir: Path, host: str, port: int, quiet: threading.Event) -> subprocess.Popen:
+    """A TensorBoard in its own process group: Ctrl-C reaches only densebench, which stops it cleanly (an
+    interrupted torch-tb-profiler can hang on exit when its helper processes got the Ctrl-C too). Its output
+    is forwarded to stderr until ``quiet`` is set (torch-tb-profiler's loaders print tracebacks when stopped
+    mid-load); torch-tb-profiler logs warnings and errors only unless TORCH_PROFILER_LOG_LEVEL says otherwise."""
+    env = {**os.environ}
+    env.setdefault("TORCH_PROFILER_LOG_LEVEL", "WARNING")
+    process = subprocess.Popen(
+        tensorboard_command(logdir, host, port), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+        text=True, errors="replace", start_new_session=True,
+    )  # fmt: skip
+    threading.Thread(target=_forward, args=(process.stdout, quiet), daemon=True).start()
+    return process
+
+
+def _forward(stream, quiet: threading.Event) -> None:
+    for line in stream:  # read to the end even when quiet, so the server never blocks on a full pipe
+        if not quiet.is_set():
+            sys.stderr.write(line)
+            sys.stderr.flush()
+
+
+def _exited(p: subprocess.Popen) -> bool:
+    """Whether the process has exited, without reaping it (its pid, so its process group id, stays ours)."""
+    if p.returncode is not None:
+        return True
+    try:
+        return os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
 def _stop(processes: list[subprocess.Popen]) -> None:
-    """Terminate every server, waiting a bounded time before killing."""
+    """Stop every server: SIGTERM to TensorBoard itself (it cleans up torch-tb-profiler's helper processes),
+    a bounded wait, then SIGKILL to whatever is left in its process group, then reap it."""
     for p in processes:
-        if p.poll() is None:
-            p.terminate()
+        if not _exited(p):
+            p.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + STOP_WAIT_S
+    while time.monotonic() < deadline and not all(_exited(p) for p in processes):
+        time.sleep(0.1)
     for p in processes:
-        try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(timeout=STOP_WAIT_S)
+        if p.returncode is None:  # not reaped yet: the group id cannot have been reused
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        p.wait(timeout=STOP_WAIT_S)
 
 
 @click.command()
@@ -104,11 +142,12 @@ def tensorboard(log_dir: Path, host: str, port: int, profiler_port: int) -> None
     scalars_dir = log_dir / "scalars" if (log_dir / "scalars").is_dir() else log_dir
     profiler_dir = log_dir / "profiler"
     shown = shown_host(host)
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    previous = {sig: signal.signal(sig, _raise_keyboard_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     processes: list[subprocess.Popen] = []
+    quiet = threading.Event()
     interrupted = False
     try:
-        processes.append(subprocess.Popen(tensorboard_command(scalars_dir, host, port)))
+        processes.append(_start(scalars_dir, host, port, quiet))
         click.echo(f"scalars:  http://{shown}:{port}/#timeseries   (also #hparams, #custom_scalars)")
         if problem is not None:
             click.echo(f"profiler: not started: {problem}")
@@ -116,15 +155,18 @@ def tensorboard(log_dir: Path, host: str, port: int, profiler_port: int) -> None
             if not profiler_dir.is_dir():
                 click.echo(f"profiler: {profiler_dir} has no traces yet (`densebench run --profile` writes them)")
                 profiler_dir.mkdir(exist_ok=True)
-            processes.append(subprocess.Popen(tensorboard_command(profiler_dir, host, profiler_port)))
+            processes.append(_start(profiler_dir, host, profiler_port, quiet))
             click.echo(f"profiler: http://{shown}:{profiler_port}/#pytorch_profiler")
         click.echo("Ctrl-C stops both.")
-        while all(p.poll() is None for p in processes):
+        while not any(_exited(p) for p in processes):
             time.sleep(0.5)
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        time.sleep(0.2)  # let the forwarders print why a server exited early
+        quiet.set()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         _stop(processes)
     if not interrupted:
         raise click.ClickException("a TensorBoard process exited early (see its message above)")
