@@ -23,7 +23,7 @@ DEFAULTS = {
     "full": {"batch_sizes": (1, 32, 256), "image_size": 224, "warmup": 10, "min_iters": 50,
              "min_time": 2.0, "timeout": 900.0},
     "quick-cpu": {"batch_sizes": (1, 2), "image_size": 64, "warmup": 2, "min_iters": 5,
-                  "min_time": 0.2, "timeout": 300.0},
+                  "min_time": 0.2, "timeout": 600.0},
     "quick-cuda": {"batch_sizes": (1, 32), "image_size": 224, "warmup": 5, "min_iters": 20,
                    "min_time": 0.5, "timeout": 300.0},
 }  # fmt: skip
