@@ -66,6 +66,33 @@ def run_in_process(backend: str, *, mode: str = "inference", batch_size: int = 1
         return {"status": "skipped", "reason": str(exc)}
 
 
+def make_context(backend: str, options: dict | None = None, *, device: str = "cpu", mode: str = "inference",
+                 batch_size: int = 2, image_size: int = 32, warmup: int = 1, members: list[str] | None = None):
+    """A RunContext for calling one backend's hooks directly in a unit test."""
+    import torch
+
+    from densebench_core.context import RunContext
+
+    return RunContext(
+        backend=backend, members=members or [backend], device=torch.device(device), mode=mode,
+        batch_size=batch_size, image_size=image_size, warmup=warmup, options={backend: options} if options else {},
+    )  # fmt: skip
+
+
+def run_with_options(backend: str, tmp_path: Path, *options: str):
+    """``densebench run --backend BACKEND`` once on a tiny CPU setting with ``--backend-option`` values.
+
+    :return: (CompletedProcess, rows of the CSV).
+    """
+    args = [a for option in options for a in ("--backend-option", option)]
+    proc = run_densebench(
+        "run", "--backend", backend, "--device", "cpu", "--quick", "--batch-sizes", "1", "--image-size", "32",
+        "--no-profile", *args, "--output-dir", str(tmp_path / "results"), "--log-dir", str(tmp_path / "logs"),
+    )  # fmt: skip
+    csv_path = tmp_path / "results" / "benchmark_results.csv"
+    return proc, read_rows(csv_path) if csv_path.exists() else []
+
+
 @pytest.fixture
 def densebench_registry():
     """A freshly built plugin registry (built-ins plus installed entry points)."""

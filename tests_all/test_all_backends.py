@@ -56,3 +56,10 @@ def test_recipe_that_cannot_compose_is_bad_input(tmp_path):
     proc = run_densebench("run", "--backend", "jit+trt", "--device", "cpu", "--output-dir", str(tmp_path))
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "cannot compose" in proc.stderr
+
+
+def test_option_the_backend_does_not_declare_is_bad_input(tmp_path):
+    proc = run_densebench("run", "--backend", "compile", "--backend-option", "compile.mdoe=max-autotune",
+                          "--device", "cpu", "--output-dir", str(tmp_path))
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "has no option 'mdoe'" in proc.stderr

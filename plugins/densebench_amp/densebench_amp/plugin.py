@@ -25,6 +25,7 @@ import torch
 
 from densebench_core.backend import BackendInfo
 from densebench_core.hookspecs import hookimpl
+from densebench_core.options import OptionError, merged_options
 
 NAME = "amp"
 
@@ -33,10 +34,6 @@ DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 #: other spellings accepted for ``amp.dtype``
 DTYPE_ALIASES = {"float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
 DEFAULT_OPTIONS = {"dtype": "auto", "init_scale": "65536"}
-
-
-class OptionError(ValueError):
-    """A bad ``--backend-option amp.KEY=VALUE``; fails the row with this message."""
 
 
 # -- options --------------------------------------------------------------------------------------------------
@@ -64,11 +61,7 @@ def resolve_init_scale(ctx) -> float:
 
 
 def check_option_keys(ctx) -> None:
-    unknown = sorted(set(ctx.options.get(NAME, {})) - set(DEFAULT_OPTIONS))
-    if unknown:
-        raise OptionError(
-            f"unknown option amp.{unknown[0]}; amp understands: {', '.join(sorted(DEFAULT_OPTIONS))}"
-        )
+    merged_options(ctx, NAME, DEFAULT_OPTIONS)
 
 
 # -- the autocast wrapper -------------------------------------------------------------------------------------

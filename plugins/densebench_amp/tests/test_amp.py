@@ -12,7 +12,12 @@ import torch
 from densebench_amp import plugin
 
 from densebench_core.context import RunContext
-from densebench_core.testing import BackendContractSuite, read_rows, run_densebench, run_in_process
+from densebench_core.testing import (
+    BackendContractSuite,
+    make_context,
+    run_in_process,
+    run_with_options,
+)
 
 
 class TestAmp(BackendContractSuite):
@@ -20,10 +25,7 @@ class TestAmp(BackendContractSuite):
 
 
 def make_ctx(options=None, device="cpu", mode="inference", members=None) -> RunContext:
-    return RunContext(
-        backend="amp", members=members or ["amp"], device=torch.device(device), mode=mode, batch_size=2,
-        image_size=32, warmup=1, options={"amp": options} if options else {},
-    )  # fmt: skip
+    return make_context("amp", options, device=device, mode=mode, members=members)
 
 
 def tiny_model() -> torch.nn.Module:
@@ -66,13 +68,8 @@ def test_bad_options_fail_in_check_available(options, message):
 
 
 def test_bad_option_fails_the_row_through_the_cli(tmp_path):
-    proc = run_densebench(
-        "run", "--backend", "amp", "--device", "cpu", "--quick", "--batch-sizes", "1", "--image-size", "32",
-        "--no-profile", "--backend-option", "amp.dtype=int8",
-        "--output-dir", str(tmp_path / "results"), "--log-dir", str(tmp_path / "logs"),
-    )  # fmt: skip
+    proc, (row,) = run_with_options("amp", tmp_path, "amp.dtype=int8")
     assert proc.returncode == 1, proc.stderr
-    (row,) = read_rows(tmp_path / "results" / "benchmark_results.csv")
     assert row["status"] == "failed"
     assert "amp.dtype must be auto, fp16 or bf16, not 'int8'" in row["reason"]
 

@@ -31,6 +31,7 @@ import torch
 
 from densebench_core.backend import BackendInfo
 from densebench_core.hookspecs import hookimpl
+from densebench_core.options import OptionError, merged_options, parse_bool
 
 NAME = "compile"
 
@@ -44,12 +45,6 @@ DEFAULT_OPTIONS = {
     "backend": "inductor",
     "recompile_limit": "8",
 }
-TRUE = ("true", "1", "yes", "on")
-FALSE = ("false", "0", "no", "off")
-
-
-class OptionError(ValueError):
-    """A bad ``--backend-option compile.KEY=VALUE``; fails the row with this message."""
 
 
 @dataclass(frozen=True)
@@ -71,26 +66,12 @@ class Options:
 
 
 def _bool(key: str, raw: Any, allow_auto: bool = False) -> bool | None:
-    value = str(raw).strip().lower()
-    if value in TRUE:
-        return True
-    if value in FALSE:
-        return False
-    if allow_auto and value in ("auto", "none"):
-        return None
-    allowed = "true, false" + (" or auto" if allow_auto else "")
-    raise OptionError(f"compile.{key} must be {allowed}, not {raw!r}")
+    return parse_bool(NAME, key, raw, allow_auto)
 
 
 def resolve_options(ctx) -> Options:
     """The run's options with defaults filled in; raises OptionError naming what is allowed."""
-    given = ctx.options.get(NAME, {})
-    unknown = sorted(set(given) - set(DEFAULT_OPTIONS))
-    if unknown:
-        raise OptionError(
-            f"unknown option compile.{unknown[0]}; compile understands: {', '.join(sorted(DEFAULT_OPTIONS))}"
-        )
-    raw = {**DEFAULT_OPTIONS, **given}
+    raw = merged_options(ctx, NAME, DEFAULT_OPTIONS)
     mode = str(raw["mode"]).strip()
     if mode not in MODES:
         raise OptionError(f"compile.mode must be one of {', '.join(MODES)}, not {raw['mode']!r}")

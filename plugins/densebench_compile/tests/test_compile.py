@@ -11,7 +11,7 @@ import torch
 from densebench_compile import plugin
 
 from densebench_core.context import RunContext
-from densebench_core.testing import BackendContractSuite, read_rows, run_densebench
+from densebench_core.testing import BackendContractSuite, make_context, run_with_options
 
 
 class TestCompile(BackendContractSuite):
@@ -19,10 +19,7 @@ class TestCompile(BackendContractSuite):
 
 
 def make_ctx(options=None, mode="inference", device="cpu") -> RunContext:
-    return RunContext(
-        backend="compile", members=["compile"], device=torch.device(device), mode=mode, batch_size=1,
-        image_size=32, warmup=2, options={"compile": options} if options else {},
-    )  # fmt: skip
+    return make_context("compile", options, device=device, mode=mode, batch_size=1, warmup=2)
 
 
 def tiny_model() -> torch.nn.Module:
@@ -71,7 +68,7 @@ def test_options_parse():
                            "max-autotune-no-cudagraphs, not 'fast'"),
         ({"mdoe": "default"}, "unknown option compile.mdoe"),
         ({"freezing": "maybe"}, "compile.freezing must be true, false or auto"),
-        ({"fullgraph": "auto"}, "compile.fullgraph must be true, false, not 'auto'"),
+        ({"fullgraph": "auto"}, "compile.fullgraph must be true or false, not 'auto'"),
         ({"recompile_limit": "0"}, "compile.recompile_limit must be a whole number >= 1"),
         ({"backend": "eager", "mode": "max-autotune"}, "needs compile.backend=inductor"),
     ],
@@ -83,13 +80,8 @@ def test_bad_options_fail_in_check_available(options, message):
 
 def test_bad_mode_fails_the_row_through_the_cli(tmp_path):
     """A bad mode is the user's error: the row is ``failed`` (not ``skipped``) with the allowed modes, exit 1."""
-    proc = run_densebench(
-        "run", "--backend", "compile", "--device", "cpu", "--quick", "--batch-sizes", "1", "--image-size", "32",
-        "--no-profile", "--backend-option", "compile.mode=fast",
-        "--output-dir", str(tmp_path / "results"), "--log-dir", str(tmp_path / "logs"),
-    )  # fmt: skip
+    proc, (row,) = run_with_options("compile", tmp_path, "compile.mode=fast")
     assert proc.returncode == 1, proc.stderr
-    (row,) = read_rows(tmp_path / "results" / "benchmark_results.csv")
     assert row["status"] == "failed"
     assert "OptionError: compile.mode must be one of default, reduce-overhead" in row["reason"]
     assert "not 'fast'" in row["reason"]

@@ -29,18 +29,13 @@ import torch
 
 from densebench_core.backend import BackendInfo
 from densebench_core.hookspecs import hookimpl
+from densebench_core.options import OptionError, merged_options, parse_bool
 
 NAME = "jit"
 
 FUSERS = ("none", "nnc", "default")
 EXECUTORS = ("profiling", "simple", "legacy")
 DEFAULT_OPTIONS = {"optimize": "true", "fuser": "auto", "executor": "auto"}
-TRUE = ("true", "1", "yes", "on")
-FALSE = ("false", "0", "no", "off")
-
-
-class OptionError(ValueError):
-    """A bad ``--backend-option jit.KEY=VALUE``; fails the row with this message."""
 
 
 @dataclass(frozen=True)
@@ -55,14 +50,8 @@ class Options:
 
 def resolve_options(ctx) -> Options:
     """The run's options, ``auto`` resolved for the device; raises OptionError naming what is allowed."""
-    given = ctx.options.get(NAME, {})
-    unknown = sorted(set(given) - set(DEFAULT_OPTIONS))
-    if unknown:
-        raise OptionError(f"unknown option jit.{unknown[0]}; jit understands: {', '.join(sorted(DEFAULT_OPTIONS))}")
-    raw = {**DEFAULT_OPTIONS, **given}
-    optimize = str(raw["optimize"]).strip().lower()
-    if optimize not in TRUE + FALSE:
-        raise OptionError(f"jit.optimize must be true or false, not {raw['optimize']!r}")
+    raw = merged_options(ctx, NAME, DEFAULT_OPTIONS)
+    optimize = parse_bool(NAME, "optimize", raw["optimize"])
     fuser = str(raw["fuser"]).strip().lower()
     if fuser == "auto":
         fuser = "none" if ctx.is_cuda else "default"
@@ -73,7 +62,7 @@ def resolve_options(ctx) -> Options:
         executor = "simple" if ctx.is_cuda else "profiling"
     if executor not in EXECUTORS:
         raise OptionError(f"jit.executor must be auto, {', '.join(EXECUTORS)}, not {raw['executor']!r}")
-    return Options(optimize=optimize in TRUE, fuser=fuser, executor=executor)
+    return Options(optimize=optimize, fuser=fuser, executor=executor)
 
 
 # -- quiet TorchScript ----------------------------------------------------------------------------------------

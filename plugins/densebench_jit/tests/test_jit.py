@@ -17,18 +17,15 @@ from densebench_jit import plugin
 from densebench_core.context import RunContext
 from densebench_core.model import build_model, make_inputs
 from densebench_core.plugins import build_registry
-from densebench_core.testing import BackendContractSuite, read_rows, run_densebench, run_in_process
+from densebench_core.testing import BackendContractSuite, make_context, read_rows, run_densebench, run_in_process
 
 
 class TestJit(BackendContractSuite):
     backend = "jit"
 
 
-def make_ctx(options=None, device="cpu", backend="jit") -> RunContext:
-    return RunContext(
-        backend=backend, members=[backend], device=torch.device(device), mode="inference", batch_size=2,
-        image_size=32, warmup=1, options={"jit": options} if options else {},
-    )  # fmt: skip
+def make_ctx(options=None, device="cpu") -> RunContext:
+    return make_context("jit", options, device=device)
 
 
 def tiny_model() -> torch.nn.Module:

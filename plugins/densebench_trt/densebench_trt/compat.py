@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from densebench_core.options import OptionError  # noqa: F401  (the plugin raises it as compat.OptionError)
+
 NAME = "trt"
 
 #: the first torch-tensorrt release whose Dynamo path takes its precision from the model and input dtypes
@@ -50,10 +52,6 @@ INSTALL_HINT = (
 
 #: how this module imports torch_tensorrt and tensorrt; tests swap it to simulate what TensorRT can do
 import_module: Callable[[str], Any] = importlib.import_module
-
-
-class OptionError(ValueError):
-    """A ``--backend-option trt.KEY=VALUE`` the plugin cannot honour; the row fails with this message."""
 
 
 # -- versions ---------------------------------------------------------------------------------------------
