@@ -13,7 +13,7 @@ from densebench_core.errors import BadInput
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 # click >= 8.2 raises this for a bare `densebench`; older releases print the help themselves
-_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelp", ())
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", getattr(click.exceptions, "NoArgsIsHelp", ()))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

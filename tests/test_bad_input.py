@@ -64,3 +64,9 @@ def test_bad_input_keeps_what_was_written(tmp_path):
     assert_bad_input(bad, "unknown backend")
     assert (tmp_path / "r" / "benchmark_results.csv").read_text() == before
     assert len(list((tmp_path / "r" / "runs").iterdir())) == 1
+
+
+def test_bare_command_prints_help_and_unknown_command_is_bad_input():
+    bare = run_densebench()
+    assert bare.returncode == 0 and "Commands:" in bare.stdout and bare.stderr == ""
+    assert_bad_input(run_densebench("nosuch"), "No such command")
