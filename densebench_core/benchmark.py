@@ -201,12 +201,15 @@ def _raise_keyboard_interrupt(signum, frame):
 def execute(
     config: RunConfig,
     registry: PluginRegistry,
+    jobs: list[Planned],
     sinks: list[Sink] | None = None,
     on_start: Callable[[int, int, Planned], None] | None = None,
 ) -> ResultsStore:
-    """Run every planned job in order, writing each row as soon as it exists. SIGTERM stops like Ctrl-C."""
+    """Run the planned jobs (from :func:`plan`) in order, writing each row as soon as it exists.
+
+    SIGTERM stops like Ctrl-C.
+    """
     check_writable(config.output_dir)
-    jobs = plan(config, registry)
     environment = envinfo.collect(config.device)
     environment["plugins"] = [e.as_dict() for e in registry.entries.values()]
     store = ResultsStore(config.output_dir, new_run_id(), environment, config.as_dict())

@@ -76,14 +76,14 @@ def run(all_backends, backends, device, mode, batch_sizes, image_size, weights, 
     )
     config.resolve()
     registry = build_registry()
-    benchmark.plan(config, registry)  # validate names before anything is written
+    jobs = benchmark.plan(config, registry)  # names are checked before anything is downloaded or written
     config.weights = model.resolve_weights(weights)
     from densebench_core import sinks
 
     reporter = progress.Progress()
     try:
         store = benchmark.execute(
-            config, registry, sinks=[reporter, *sinks.default_sinks(config)], on_start=reporter.on_start
+            config, registry, jobs, sinks=[reporter, *sinks.default_sinks(config)], on_start=reporter.on_start
         )
     except KeyboardInterrupt as exc:
         csv_path = config.output_dir / "benchmark_results.csv"
@@ -102,7 +102,7 @@ def _write_report(results_dir: Path) -> None:
 
     try:
         written = build_report(results_dir)
-    except (BadInput, Exception) as exc:  # the CSV is already safe on disk
+    except Exception as exc:  # BadInput included: the CSV is already safe on disk
         click.echo(f"densebench: warning: report not written: {exc}", err=True)
         return
     click.echo(f"report:  {written['report_md']} ({len(written['plots'])} plots)")

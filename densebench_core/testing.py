@@ -27,6 +27,7 @@ import pytest
 from densebench_core.backend import STAGES, BackendInfo
 from densebench_core.benchmark import MODES
 from densebench_core.plugins import build_registry, missing_requirements
+from densebench_core.runner import Job
 
 
 def run_densebench(*args: str, env: dict[str, str] | None = None, timeout: float = 900, cwd=None):
@@ -46,6 +47,29 @@ def read_rows(csv_path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """Write ``rows`` as a results CSV with the contract's columns (missing cells empty), values as given."""
+    from densebench_core.results import COLUMNS
+
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        for row in rows:
+            writer.writerow(["" if row.get(c) is None else row.get(c) for c in COLUMNS])
+    return path
+
+
+def tiny_model():
+    """A seeded conv-BN-ReLU-pool-linear network in eval mode: compiles and traces in seconds on a CPU."""
+    import torch
+
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 10),
+    ).eval()  # fmt: skip
+
+
 def run_in_process(backend: str, *, mode: str = "inference", batch_size: int = 1, image_size: int = 32,
                    models_dir: Path | None = None, options: dict | None = None) -> dict[str, Any]:
     """Run one job through the worker's code path in this process (fast; no isolation)."""
@@ -54,12 +78,11 @@ def run_in_process(backend: str, *, mode: str = "inference", batch_size: int = 1
 
     registry = build_registry()
     members = parse_recipe(backend, registry.infos())
-    job = {
-        "backend": backend, "members": members, "mode": mode, "batch_size": batch_size,
-        "device": "cpu", "image_size": image_size, "weights": "random", "warmup": 1,
-        "min_iters": 2, "min_time": 0.0, "seed": 0, "options": options or {},
-        "export": models_dir is not None, "models_dir": str(models_dir) if models_dir else None,
-    }  # fmt: skip
+    job = Job(
+        backend=backend, members=members, mode=mode, batch_size=batch_size, device="cpu", image_size=image_size,
+        weights="random", warmup=1, min_iters=2, min_time=0.0, timeout=0.0, options=options or {},
+        export=models_dir is not None, models_dir=str(models_dir) if models_dir else None,
+    ).as_spec()  # fmt: skip
     try:
         return worker.run_job(job, lambda phase: None)
     except worker.Skip as exc:

@@ -6,7 +6,6 @@ The input CSVs are written here from a latency model; expected verdicts are reco
 
 from __future__ import annotations
 
-import csv
 import math
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from densebench_core.commands_report import compare as compare_command
 from densebench_core.compare import DEFAULT_FLOOR_PCT, compare_results, threshold_pct
 from densebench_core.errors import BadInput
 from densebench_core.results import COLUMNS
+from densebench_core.testing import write_rows
 
 REPO = Path(__file__).resolve().parents[1]
 BACKENDS = {"baseline": (5.0, 2.0, 0.01), "channels_last": (2.0, 1.6, 0.03), "fp16": (6.0, 0.7, 0.02)}
@@ -40,22 +40,13 @@ def make_rows() -> list[dict]:
     return rows
 
 
-def write(path: Path, rows: list[dict]) -> Path:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
-        for row in rows:
-            writer.writerow(["" if row.get(c) is None else row.get(c) for c in COLUMNS])
-    return path
-
-
 def ok_count(rows) -> int:
     return sum(r["status"] == "ok" for r in rows)
 
 
 @pytest.fixture
 def base(tmp_path):
-    return write(tmp_path / "base.csv", make_rows())
+    return write_rows(tmp_path / "base.csv", make_rows())
 
 
 def scaled(tmp_path, name, column, factor, select=lambda r: True) -> Path:
@@ -63,11 +54,11 @@ def scaled(tmp_path, name, column, factor, select=lambda r: True) -> Path:
     for row in rows:
         if row["status"] == "ok" and select(row):
             row[column] = row[column] * factor
-    return write(tmp_path / name, rows)
+    return write_rows(tmp_path / name, rows)
 
 
 def test_identical_copy_passes(tmp_path, base):
-    copy = write(tmp_path / "copy.csv", make_rows())
+    copy = write_rows(tmp_path / "copy.csv", make_rows())
     result = compare_results(base, copy)
     assert len(result.rows) == ok_count(make_rows())
     assert not result.has_regression and result.regressions == []
@@ -96,11 +87,11 @@ def test_the_threshold_is_the_combined_spread_with_a_floor(tmp_path, base):
     for row in rows:
         if row["backend"] == "fp16" and row["status"] == "ok":
             row["latency_std_ms"] = 0.3 * row["latency_mean_ms"]
-    noisy_base = write(tmp_path / "noisy_base.csv", rows)
+    noisy_base = write_rows(tmp_path / "noisy_base.csv", rows)
     for row in rows:
         if row["status"] == "ok":
             row["throughput_ips"] *= 0.7
-    noisy_new = write(tmp_path / "noisy_new.csv", rows)
+    noisy_new = write_rows(tmp_path / "noisy_new.csv", rows)
     spread = {(r["backend"], r["batch_size"]): r["latency_std_ms"] / r["latency_mean_ms"]
               for r in rows if r["status"] == "ok"}  # the same in both files
     result = compare_results(noisy_base, noisy_new)
@@ -136,7 +127,7 @@ def test_a_backend_that_stopped_working_is_a_regression(tmp_path, base):
     rows = make_rows()
     rows[0].update(status="failed", reason="RuntimeError", throughput_ips=None, latency_p50_ms=None)
     rows[1].update(status="skipped", reason="not installed", throughput_ips=None, latency_p50_ms=None)
-    result = compare_results(base, write(tmp_path / "broken.csv", rows))
+    result = compare_results(base, write_rows(tmp_path / "broken.csv", rows))
     assert result.has_regression and result.regressions == []
     assert [(k[0], k[2], after) for k, _, after in result.stopped_working] == [(rows[0]["backend"], 1, "failed")]
     assert len(result.broken) == 2
@@ -144,7 +135,7 @@ def test_a_backend_that_stopped_working_is_a_regression(tmp_path, base):
 
 def test_rows_only_in_one_file_are_listed_not_judged(tmp_path, base):
     rows = [r for r in make_rows() if r["batch_size"] != 64]
-    result = compare_results(base, write(tmp_path / "fewer.csv", rows))
+    result = compare_results(base, write_rows(tmp_path / "fewer.csv", rows))
     assert not result.has_regression
     assert sorted(k[2] for k in result.only_in_base) == [64] * len(BACKENDS)
     assert "only in base" in result.format_table()
@@ -169,7 +160,7 @@ def test_unreadable_csv_is_bad_input(tmp_path, base, content, words):
         column, value = content[len("MODIFY:"):].split("=")
         rows = make_rows()
         rows[2][column] = value
-        write(bad, rows)
+        write_rows(bad, rows)
     elif content == "EXTRA_FIELDS":
         bad.write_text(base.read_text() + "a," * (len(COLUMNS) + 3) + "\n")
     for args in ((base, bad), (bad, base)):
@@ -183,13 +174,13 @@ def test_no_common_rows_is_bad_input(tmp_path, base):
     for row in rows:
         row["image_size"] = 128
     with pytest.raises(BadInput, match="nothing to compare"):
-        compare_results(base, write(tmp_path / "other.csv", rows))
+        compare_results(base, write_rows(tmp_path / "other.csv", rows))
 
 
 def test_results_folders_are_accepted(tmp_path, base):
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
-        write(tmp_path / name / "benchmark_results.csv", make_rows())
+        write_rows(tmp_path / name / "benchmark_results.csv", make_rows())
     assert not compare_results(tmp_path / "a", tmp_path / "b").has_regression
 
 
@@ -199,7 +190,7 @@ def run_cli(*args):
 
 
 def test_real_cli_exit_codes(tmp_path, base):
-    same = run_cli(base, write(tmp_path / "same.csv", make_rows()))
+    same = run_cli(base, write_rows(tmp_path / "same.csv", make_rows()))
     assert same.returncode == 0, same.stderr
     assert "no regressions" in same.stdout
     cut = run_cli(base, scaled(tmp_path, "cut.csv", "throughput_ips", 0.7))

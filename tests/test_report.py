@@ -21,6 +21,7 @@ from densebench_core.commands_report import report as report_command
 from densebench_core.errors import BadInput
 from densebench_core.report import build_report
 from densebench_core.results import COLUMNS
+from densebench_core.testing import write_rows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,13 +60,7 @@ def not_ok_row(backend, mode, batch, status, reason):
 
 def write_csv(directory: Path, rows: list[dict]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "benchmark_results.csv"
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
-        for row in rows:
-            writer.writerow(["" if row.get(c) is None else row.get(c) for c in COLUMNS])
-    return path
+    return write_rows(directory / "benchmark_results.csv", rows)
 
 
 def full_rows() -> list[dict]:

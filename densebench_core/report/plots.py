@@ -163,16 +163,26 @@ def latency(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) -> 
                 f"Median (p50) and tail (p99) latency of one batch of {batch}; lower is better.")
 
 
+def _by_batch_and_backend(mine: pd.DataFrame, column: str) -> tuple[list[int], list[str], dict]:
+    """Batch sizes, backends in plotting order, and ``{(batch, backend): value}`` for one column."""
+    batches = sorted(int(b) for b in mine["batch_size"].unique())
+    lookup = {(int(r["batch_size"]), r["backend"]): r[column] for r in mine.to_dict("records")}
+    return batches, _order(mine), lookup
+
+
+def _grouped_figsize(batches: list[int], backends: list[str]) -> tuple[float, float]:
+    """Wide enough for one bar per (batch, backend), within 8 to 14 inches."""
+    return min(14.0, max(8.0, 3.2 + 0.35 * len(batches) * len(backends))), 4.4
+
+
 def speedup(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) -> Plot | None:
     mine = analysis.rows_of(rows, scenario)
     mine = mine[mine["speedup"].notna() & (mine["backend"] != BASELINE)]
     if mine.empty:
         return None
     plt = _pyplot()
-    batches = sorted(int(b) for b in mine["batch_size"].unique())
-    backends = _order(mine)
-    lookup = {(int(r["batch_size"]), r["backend"]): r["speedup"] for r in mine.to_dict("records")}
-    fig, ax = plt.subplots(figsize=(min(14.0, max(8.0, 3.2 + 0.35 * len(batches) * len(backends))), 4.4))
+    batches, backends, lookup = _by_batch_and_backend(mine, "speedup")
+    fig, ax = plt.subplots(figsize=_grouped_figsize(batches, backends))
     log = _wide(list(lookup.values()) + [1.0])
     _grouped_bars(ax, batches, backends, lambda g, s: lookup.get((g, s)), colour, lambda v: f"{v:.2f}x", log=log)
     ax.axhline(1.0, color="black", linewidth=1, linestyle="--", label="baseline (1x)")
@@ -192,10 +202,8 @@ def memory(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) -> P
     if mine.empty:
         return None
     plt = _pyplot()
-    batches = sorted(int(b) for b in mine["batch_size"].unique())
-    backends = _order(mine)
-    lookup = {(int(r["batch_size"]), r["backend"]): r["peak_mem_mb"] for r in mine.to_dict("records")}
-    fig, ax = plt.subplots(figsize=(min(14.0, max(8.0, 3.2 + 0.35 * len(batches) * len(backends))), 4.4))
+    batches, backends, lookup = _by_batch_and_backend(mine, "peak_mem_mb")
+    fig, ax = plt.subplots(figsize=_grouped_figsize(batches, backends))
     _grouped_bars(ax, batches, backends, lambda g, s: lookup.get((g, s)), colour, lambda v: f"{v:,.0f}",
                   log=_wide(lookup.values()))  # fmt: skip
     ax.set_xticklabels([str(b) for b in batches])
@@ -268,10 +276,8 @@ def prepare(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) -> 
     if mine.empty:
         return None
     plt = _pyplot()
-    backends = _order(mine)
+    batches, backends, breakeven = _by_batch_and_backend(mine, "break_even_images")
     prep = mine.groupby("backend", sort=False)["prepare_s"].max().reindex(backends)
-    batches = sorted(int(b) for b in mine["batch_size"].unique())
-    breakeven = {(int(r["batch_size"]), r["backend"]): r["break_even_images"] for r in mine.to_dict("records")}
     has_be = any(isnum(v) for v in breakeven.values())
     fig, axes = plt.subplots(1, 2 if has_be else 1, figsize=(13.5 if has_be else 6.5, 0.9 + 0.45 * len(backends) + 1.6),
                              squeeze=False)  # fmt: skip

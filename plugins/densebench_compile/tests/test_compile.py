@@ -11,7 +11,7 @@ import torch
 from densebench_compile import plugin
 
 from densebench_core.context import RunContext
-from densebench_core.testing import BackendContractSuite, make_context, run_with_options
+from densebench_core.testing import BackendContractSuite, make_context, run_with_options, tiny_model
 
 
 class TestCompile(BackendContractSuite):
@@ -20,14 +20,6 @@ class TestCompile(BackendContractSuite):
 
 def make_ctx(options=None, mode="inference", device="cpu") -> RunContext:
     return make_context("compile", options, device=device, mode=mode, batch_size=1, warmup=2)
-
-
-def tiny_model() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 10),
-    ).eval()  # fmt: skip
 
 
 # -- options --------------------------------------------------------------------------------------------------

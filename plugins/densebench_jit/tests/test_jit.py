@@ -17,7 +17,14 @@ from densebench_jit import plugin
 from densebench_core.context import RunContext
 from densebench_core.model import build_model, make_inputs
 from densebench_core.plugins import build_registry
-from densebench_core.testing import BackendContractSuite, make_context, read_rows, run_densebench, run_in_process
+from densebench_core.testing import (
+    BackendContractSuite,
+    make_context,
+    read_rows,
+    run_densebench,
+    run_in_process,
+    tiny_model,
+)
 
 
 class TestJit(BackendContractSuite):
@@ -26,14 +33,6 @@ class TestJit(BackendContractSuite):
 
 def make_ctx(options=None, device="cpu") -> RunContext:
     return make_context("jit", options, device=device)
-
-
-def tiny_model() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 10),
-    ).eval()  # fmt: skip
 
 
 @pytest.fixture
