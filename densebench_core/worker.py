@@ -135,6 +135,9 @@ def run_job(job: dict[str, Any], set_phase) -> dict[str, Any]:
         set_phase("preparing")
         if ctx.is_cuda:
             torch.cuda.synchronize(device)
+            # peak memory counts from here: CUDA-graph backends allocate their graphs' memory pool while
+            # preparing, so a reset just before the timed loop would leave that memory out
+            torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
         for name in members:
             found, new_inputs = registry.call(name, "prepare_inputs", inputs=inputs, ctx=ctx)
@@ -167,8 +170,6 @@ def run_job(job: dict[str, Any], set_phase) -> dict[str, Any]:
 
         # -- measurement --------------------------------------------------------------------------------
         set_phase("measuring")
-        if ctx.is_cuda:
-            torch.cuda.reset_peak_memory_stats(device)
         latencies = measure_latency(
             step,
             cuda_device=device if ctx.is_cuda else None,
