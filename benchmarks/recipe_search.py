@@ -29,7 +29,7 @@ from pathlib import Path
 
 BASE = {
     "mode": "inference", "bs": 256, "size": 224, "dtype": "fp16", "channels_last": True, "compile": None,
-    "freezing": True, "cudnn_benchmark": False, "mm1x1": False, "inductor": {}, "tf32": True,
+    "freezing": True, "cudnn_benchmark": False, "mm1x1": False, "fold_norm2": None, "inductor": {}, "tf32": True,
     "optimizer": "sgd", "scaler": True, "autocast": True, "profile": False, "min_time": 2.0, "min_iters": 50,
     "warmup": 20,
 }  # fmt: skip
@@ -55,6 +55,12 @@ VARIANTS: dict[str, dict] = {
     "mat-gemm-mm1x1-cudnnbench-1": {"compile": "reduce-overhead", "bs": 1, "mm1x1": True, "cudnn_benchmark": True,
                                     "inductor": GEMM_AUTOTUNE},
     "eager-1-profile": {"bs": 1, "profile": True},
+    # fold each dense layer's norm2 into its conv1; "fused": conv+bias+ReLU as one cuDNN call (not yet run on GPU)
+    "ro-fold-1": {"compile": "reduce-overhead", "bs": 1, "fold_norm2": "plain"},
+    "ro-fold-fused-1": {"compile": "reduce-overhead", "bs": 1, "fold_norm2": "fused"},
+    "ro-fold-fused-256": {"compile": "reduce-overhead", "fold_norm2": "fused"},
+    "default-fold-fused-256-profile": {"compile": "default", "fold_norm2": "fused", "profile": True},
+    "eager-fold-fused-1-profile": {"bs": 1, "fold_norm2": "fused", "profile": True},
     # training, batch 128: explain the reference (eager fp32 with and without TF32), then speed up
     "train-eager-fp32": {"mode": "training", "bs": 128, "dtype": "fp32", "channels_last": False},
     "train-eager-fp32-notf32": {"mode": "training", "bs": 128, "dtype": "fp32", "channels_last": False,
@@ -70,44 +76,6 @@ VARIANTS: dict[str, dict] = {
     "train-ro-amp-cudnnbench": {"mode": "training", "bs": 128, "compile": "reduce-overhead",
                                 "cudnn_benchmark": True},
 }  # fmt: skip
-
-
-# -- the model transformation ---------------------------------------------------------------------------------
-def conv1x1_as_matmul(model):
-    """Replace every 1x1, stride-1, ungrouped convolution with a matrix product over channels.
-
-    On a channels_last tensor the channels are the innermost dimension, so ``[N, C, H, W]`` viewed as
-    ``[N*H*W, C]`` is free and the convolution is one GEMM, which Inductor can autotune and fuse (its epilogue,
-    and with prologue fusion the BN+ReLU before it). Same weights, same arithmetic.
-    """
-    import torch
-
-    class MatmulConv1x1(torch.nn.Module):
-        def __init__(self, conv: torch.nn.Conv2d) -> None:
-            super().__init__()
-            self.weight = conv.weight
-            self.bias = conv.bias
-
-        def forward(self, x):
-            n, c, h, w = x.shape
-            y = x.permute(0, 2, 3, 1).reshape(-1, c) @ self.weight.reshape(self.weight.shape[0], c).t()
-            if self.bias is not None:
-                y = y + self.bias
-            return y.reshape(n, h, w, -1).permute(0, 3, 1, 2)
-
-    replaced = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if (
-                isinstance(child, torch.nn.Conv2d)
-                and child.kernel_size == (1, 1)
-                and child.stride == (1, 1)
-                and child.padding in ((0, 0), "valid")
-                and child.groups == 1
-            ):
-                setattr(parent, name, MatmulConv1x1(child))
-                replaced += 1
-    return replaced
 
 
 # -- one variant, in a child process --------------------------------------------------------------------------
@@ -156,6 +124,7 @@ def kernel_breakdown(step, steps: int = 3) -> dict:
 
 
 def run_variant(v: dict) -> dict:
+    import recipe_transforms  # benchmarks/, beside this script
     import torch
 
     from densebench_core import accuracy
@@ -174,8 +143,10 @@ def run_variant(v: dict) -> dict:
     inputs = make_inputs(v["bs"], v["size"], 0).to(device)
     reference = None if training else accuracy.reference_output(model, inputs, device)
     result: dict = {}
+    if v["fold_norm2"]:
+        result["norm2_folded"] = recipe_transforms.fold_norm2(model, fused=v["fold_norm2"] == "fused")
     if v["mm1x1"]:
-        result["mm1x1_replaced"] = conv1x1_as_matmul(model)
+        result["mm1x1_replaced"] = recipe_transforms.conv1x1_as_matmul(model)
     model = model.to(device)
     memory_format = torch.channels_last if v["channels_last"] else torch.contiguous_format
     model = model.to(memory_format=memory_format)
