@@ -105,9 +105,11 @@ def kernel_breakdown(step, steps: int = 3) -> dict:
         for _ in range(steps):
             step()
         torch.cuda.synchronize()
+    from densebench_core.profiling import is_device_activity
+
     kernels: dict[str, list[float]] = {}
     for event in prof.events():
-        if event.device_type == torch.autograd.DeviceType.CUDA:
+        if is_device_activity(event):
             entry = kernels.setdefault(event.name, [0.0, 0])
             entry[0] += event.time_range.elapsed_us() / 1000.0 / steps  # ms per step
             entry[1] += 1 / steps

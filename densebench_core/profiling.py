@@ -38,6 +38,25 @@ def _top(events, key, kind: str) -> list[dict[str, Any]]:
     ]
 
 
+def is_device_activity(event) -> bool:
+    """Whether a profiler event is the GPU's own work: a kernel, copy or memset.
+
+    Ranges the profiler draws on the GPU timeline for user annotations (``ProfilerStep#N``, ``Optimizer.step``)
+    cover kernels already counted, so they are not.
+    """
+    import torch
+
+    if event.device_type != torch.autograd.DeviceType.CUDA:
+        return False
+    return not (getattr(event, "is_user_annotation", False) or event.name.startswith("ProfilerStep#"))
+
+
+def device_time_per_step(events, steps: int) -> tuple[float, float]:
+    """(ms, count) per step of the device's own activities (:func:`is_device_activity`)."""
+    durations = [e.time_range.elapsed_us() for e in events if is_device_activity(e)]
+    return sum(durations) / 1000.0 / steps, len(durations) / steps
+
+
 def profile_step(step, ctx, profile_dir: Path) -> dict[str, Any]:
     """Profile ``WAIT + WARMUP + ACTIVE`` steps; return where the time went (per step) and the trace path."""
     from torch.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
@@ -68,4 +87,8 @@ def profile_step(step, ctx, profile_dir: Path) -> dict[str, Any]:
         "traces": sorted(str(p) for p in set(profile_dir.iterdir()) - before),
         "steps": ACTIVE,
     }
+    if ctx.is_cuda:  # how busy the GPU is: the report divides this by the row's mean step time
+        summary["device_ms_per_step"], summary["device_activities_per_step"] = device_time_per_step(
+            prof.events(), ACTIVE
+        )
     return summary

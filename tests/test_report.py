@@ -96,6 +96,10 @@ def unquote(cell: str) -> str:
     return cell.strip("`* ")
 
 
+# share of each profiled row's mean step the GPU is busy: baseline GPU-bound, fp16 host-bound
+BUSY_SHARE = {("baseline", 256): 0.93, ("fp16", 256): 0.41}
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     directory = tmp_path_factory.mktemp("results")
@@ -113,6 +117,8 @@ def built(tmp_path_factory):
         if ops:
             extra["profile"] = {"top_ops": [{"name": n, "self_time_pct": p, "self_time_ms": p / 10, "kind": k}
                                             for n, p, k in ops]}  # fmt: skip
+            busy = BUSY_SHARE[(row["backend"], row["batch_size"])]
+            extra["profile"]["device_ms_per_step"] = busy * float(row["latency_mean_ms"])
         json_rows.append(extra)
     document = {"run_id": "r1", "environment": {"torch": "2.x", "device_name": "Test GPU", "gpus": ["Test GPU"]},
                 "config": {"batch_sizes": list(BATCHES)}, "rows": json_rows}  # fmt: skip
@@ -234,6 +240,22 @@ def test_where_the_time_goes_names_the_top_operator_per_profiled_backend(built):
     unprofiled = set(INFERENCE) - profiled
     table = table_rows(section(written["report_md"].read_text(), "Top operators (inference)"))
     assert {unquote(r[0]) for r in table} == profiled and not unprofiled & {unquote(r[0]) for r in table}
+
+
+def test_gpu_busy_table_and_host_bound_rows_come_from_profile_and_latency(built):
+    _, written, csv_rows, _ = built
+    markdown = written["report_md"].read_text()
+    table = table_rows(section(markdown, "GPU busy (inference)"))
+    by_row = {(unquote(r[0]), int(r[1])): r for r in table}
+    assert set(by_row) == set(BUSY_SHARE)
+    for (backend, batch), share in BUSY_SHARE.items():
+        row = next(r for r in csv_rows if r["backend"] == backend and int(r["batch_size"]) == batch
+                   and r["mode"] == "inference")  # fmt: skip
+        assert by_row[(backend, batch)][4] == f"{100 * share:.0f}%"
+        assert float(by_row[(backend, batch)][3].replace(",", "")) == pytest.approx(float(row["latency_mean_ms"]), rel=0.01)
+    host_bound = section(markdown, "GPU busy (inference)").split("Host-bound", 1)[1]
+    assert "`fp16` batch 256 (41%)" in host_bound and "`baseline`" not in host_bound
+    assert "Host-bound" in written["report_html"].read_text()
 
 
 def test_no_baseline_single_batch_and_nan_cells(tmp_path):

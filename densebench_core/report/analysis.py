@@ -277,3 +277,19 @@ def top_operators(profile: Any, kind: str, limit: int = 5) -> list[dict[str, Any
             seen.add(op["name"])
             unique.append(op)
     return unique[:limit]
+
+
+#: Below this share of a step with the GPU busy, a row is host-bound: the GPU waits for kernel launches.
+HOST_BOUND_BUSY_PCT = 70.0
+
+
+def gpu_busy_pct(profile: Any, latency_mean_ms: Any) -> float | None:
+    """Share of a measured step the GPU spent running its own work (profiled kernels / mean step time), or None.
+
+    Capped at 100: kernels on several streams can overlap.
+    """
+    if not isinstance(profile, dict) or not isnum(profile.get("device_ms_per_step")) or not isnum(latency_mean_ms):
+        return None
+    if latency_mean_ms <= 0:
+        return None
+    return min(100.0, 100.0 * float(profile["device_ms_per_step"]) / float(latency_mean_ms))

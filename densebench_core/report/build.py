@@ -469,6 +469,7 @@ def _where_time_goes(doc: Doc, results: Results, rows: pd.DataFrame, scenarios: 
     for scenario in scenarios:
         mine = analysis.rows_of(rows, scenario)
         table, leaders = [], []
+        found = _gpu_busy(doc, results, mine, scenario) or found
         for backend in dict.fromkeys(mine["backend"]):
             g = mine[mine["backend"] == backend].sort_values("batch_size", ascending=False)
             for r in g.to_dict("records"):
@@ -502,6 +503,32 @@ def _where_time_goes(doc: Doc, results: Results, rows: pd.DataFrame, scenarios: 
         doc.para("No profiler summaries in these results (they come from `densebench run --profile`)."
                  if results.json_path else
                  "No profiler summaries: they are kept in the JSON file, and there is none beside the CSV.")
+
+
+def _gpu_busy(doc: Doc, results: Results, mine: pd.DataFrame, scenario: Scenario) -> bool:
+    """A table of how busy the GPU was in each profiled row, and which rows are host-bound; False if none."""
+    busy = []
+    for r in mine.sort_values(["backend", "batch_size"]).to_dict("records"):
+        profile = (results.extras.get(_key(r)) or {}).get("profile")
+        pct = analysis.gpu_busy_pct(profile, r.get("latency_mean_ms"))
+        if pct is not None:
+            busy.append((r["backend"], int(r["batch_size"]), profile["device_ms_per_step"], r["latency_mean_ms"], pct))
+    if not busy:
+        return False
+    doc.heading(2, f"GPU busy ({scenario.label})")
+    doc.para("Device time of the profiled pass's kernels, copies and memsets per step, against the mean step time "
+             "of the timed loop: the share of a step the GPU was working.")  # fmt: skip
+    doc.table(["Backend", "Batch", "GPU work (ms/step)", "Step (ms)", "GPU busy"],
+              [[code(b), str(n), num(work), num(step), f"{pct:.0f}%"] for b, n, work, step, pct in busy], "lrrrr")  # fmt: skip
+    limit = analysis.HOST_BOUND_BUSY_PCT
+    bound = [f"{code(b)} batch {n} ({pct:.0f}%)" for b, n, _, _, pct in busy if pct < limit]
+    if bound:
+        doc.para(f"Host-bound (GPU busy under {limit:.0f}% of a step: it waits for the CPU to launch kernels, so "
+                 "faster kernels will not help, fewer launches will; CUDA graphs, e.g. `compile.mode=reduce-overhead`, "
+                 "replay a whole step with one launch): " + ", ".join(bound) + ".")  # fmt: skip
+    else:
+        doc.para(f"No row is host-bound: the GPU is busy at least {limit:.0f}% of every profiled step.")
+    return True
 
 
 def _key(row: dict) -> tuple:
