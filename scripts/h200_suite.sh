@@ -4,6 +4,8 @@
 #   bash scripts/h200_suite.sh training   # training at batch 128: the reference configurations and the best recipe
 #   bash scripts/h200_suite.sh inference  # the published inference run: every backend and preset at bs 1 and 256
 #   bash scripts/h200_suite.sh all        # all three, one after another
+#   bash scripts/h200_suite.sh search VARIANT...  # benchmarks/recipe_search.py (lines in $OUT/search/recipes.jsonl),
+#                                          # within $SEARCH_DEADLINE seconds (default 540): see --list for variants
 # Results land in $OUT/<stage>.tgz (CSV, JSON, report, plots) and $OUT/<stage>.csv; the inductor cache in /tmp is shared between stages.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
@@ -42,6 +44,10 @@ run_inference() {
   copy_results /tmp/inference inference
 }
 
+run_search() {
+  python3 benchmarks/recipe_search.py --out "$OUT/search" --deadline "${SEARCH_DEADLINE:-540}" "$@"
+}
+
 mkdir -p "$OUT"
 densebench env --json > "$OUT/env.json"
 case $stage in
@@ -49,5 +55,6 @@ case $stage in
   training) run_training ;;
   inference) run_inference ;;
   all) run_quick; run_training; run_inference ;;
-  *) echo "h200_suite.sh: unknown stage '$stage' (quick, training, inference, all)" >&2; exit 2 ;;
+  search) shift; run_search "$@" ;;
+  *) echo "h200_suite.sh: unknown stage '$stage' (quick, training, inference, all, search)" >&2; exit 2 ;;
 esac
