@@ -101,12 +101,12 @@ def kernel_breakdown(step, steps: int = 3) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    from densebench_core.profiling import is_device_activity
+
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         for _ in range(steps):
             step()
         torch.cuda.synchronize()
-    from densebench_core.profiling import is_device_activity
-
     kernels: dict[str, list[float]] = {}
     for event in prof.events():
         if is_device_activity(event):
@@ -115,7 +115,8 @@ def kernel_breakdown(step, steps: int = 3) -> dict:
             entry[1] += 1 / steps
     categories: dict[str, float] = {}
     for name, (ms, _) in kernels.items():
-        categories[categorize(name)] = categories.get(categorize(name), 0.0) + ms
+        category = categorize(name)
+        categories[category] = categories.get(category, 0.0) + ms
     top = sorted(kernels.items(), key=lambda kv: -kv[1][0])[:15]
     return {
         "kernel_ms_per_step": round(sum(ms for ms, _ in kernels.values()), 4),

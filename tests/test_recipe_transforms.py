@@ -40,21 +40,28 @@ def reference():
         return inputs, model(inputs)
 
 
-@pytest.mark.parametrize("fused", [False, True])
-def test_folding_norm2_keeps_the_output(reference, fused):
-    inputs, expected = reference
-    model = _trained_like_model()
-    assert recipe_transforms.fold_norm2(model, fused=fused) == 58  # 6 + 12 + 24 + 16 dense layers
-    assert not any(isinstance(getattr(layer, "norm2", None), torch.nn.BatchNorm2d) for layer in model.modules())
-    with torch.no_grad():
-        got = model(inputs)
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+def _norm2_left(model) -> bool:
+    return any(isinstance(getattr(layer, "norm2", None), torch.nn.BatchNorm2d) for layer in model.modules())
 
 
-def test_1x1_convolutions_as_matmuls_keep_the_output(reference):
+def _plain_1x1_left(model) -> bool:
+    return any(recipe_transforms._is_plain_1x1(m) for m in model.modules())
+
+
+@pytest.mark.parametrize(
+    "transform, replaced, left",
+    [
+        (lambda m: recipe_transforms.fold_norm2(m, fused=False), 58, _norm2_left),  # 6 + 12 + 24 + 16 dense layers
+        (lambda m: recipe_transforms.fold_norm2(m, fused=True), 58, _norm2_left),
+        (recipe_transforms.conv1x1_as_matmul, 61, _plain_1x1_left),  # 58 bottlenecks + 3 transitions
+    ],
+    ids=["fold-norm2", "fold-norm2-fused", "1x1-as-matmul"],
+)
+def test_rewrites_keep_the_output(reference, transform, replaced, left):
     inputs, expected = reference
     model = _trained_like_model()
-    assert recipe_transforms.conv1x1_as_matmul(model) == 61  # 58 bottlenecks + 3 transitions
+    assert transform(model) == replaced
+    assert not left(model)
     with torch.no_grad():
         got = model(inputs)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
