@@ -29,7 +29,7 @@ from pathlib import Path
 
 BASE = {
     "mode": "inference", "bs": 256, "size": 224, "dtype": "fp16", "channels_last": True, "compile": None,
-    "freezing": True, "cudnn_benchmark": False, "mm1x1": False, "fold_norm2": None, "inductor": {}, "tf32": True,
+    "freezing": True, "cudnn_benchmark": False, "mm1x1": False, "fold_norm2": None, "dense_kernels": None, "cuda_graph": False, "logs": "", "inductor": {}, "tf32": True,
     "optimizer": "sgd", "scaler": True, "autocast": True, "profile": False, "min_time": 2.0, "min_iters": 50,
     "warmup": 20,
 }  # fmt: skip
@@ -61,6 +61,26 @@ VARIANTS: dict[str, dict] = {
     "ro-fold-fused-256": {"compile": "reduce-overhead", "fold_norm2": "fused"},
     "default-fold-fused-256-profile": {"compile": "default", "fold_norm2": "fused", "profile": True},
     "eager-fold-fused-1-profile": {"bs": 1, "fold_norm2": "fused", "profile": True},
+    # compile.dense_kernels=triton: each dense layer's BN+ReLU, 1x1 conv, norm2 and ReLU as one Triton GEMM over a
+    # preallocated block buffer (no concatenation); transitions pool before their conv
+    "ro-triton-1": {"compile": "reduce-overhead", "bs": 1, "dense_kernels": "triton"},
+    "ro-triton-256": {"compile": "reduce-overhead", "dense_kernels": "triton"},
+    "default-triton-256-profile": {"compile": "default", "dense_kernels": "triton", "profile": True},
+    "eager-triton-1-profile": {"bs": 1, "dense_kernels": "triton", "profile": True},
+    # session 3: ro-triton-1 was 3x slower than its kernels; are CUDA graphs skipped (logs), does a plain capture help?
+    "ro-triton-1-logs": {"compile": "reduce-overhead", "bs": 1, "dense_kernels": "triton", "profile": True,
+                         "logs": "cudagraphs,perf_hints"},
+    "cg-triton-1": {"compile": "default", "bs": 1, "dense_kernels": "triton", "cuda_graph": True},
+    "cg-triton-256": {"compile": "default", "dense_kernels": "triton", "cuda_graph": True},
+    # after the op took its block by key (27 graph inputs instead of 317): does Inductor's graph partition still
+    # copy the frozen constants it passes to the CUDA graph as inputs? (graph_partition=False embeds them)
+    "ro-triton-1-profile": {"compile": "reduce-overhead", "bs": 1, "dense_kernels": "triton", "profile": True},
+    "ro-triton-1-nopart": {"compile": "reduce-overhead", "bs": 1, "dense_kernels": "triton",
+                           "inductor": {"graph_partition": False}},
+    "default-nofreeze-256": {"compile": "default", "freezing": False},  # the reference's compile default, likely
+    "ro-1-nopart": {"compile": "reduce-overhead", "bs": 1, "inductor": {"graph_partition": False}},
+    "ro-triton-256-nopart": {"compile": "reduce-overhead", "dense_kernels": "triton",
+                             "inductor": {"graph_partition": False}},
     # training, batch 128: explain the reference (eager fp32 with and without TF32), then speed up
     "train-eager-fp32": {"mode": "training", "bs": 128, "dtype": "fp32", "channels_last": False},
     "train-eager-fp32-notf32": {"mode": "training", "bs": 128, "dtype": "fp32", "channels_last": False,
@@ -161,6 +181,10 @@ def run_variant(v: dict) -> dict:
     else:
         model = model.to(dtype)
         inputs = inputs.to(dtype)
+        if v["dense_kernels"] == "triton":  # as the compile plugin does, on the model it receives
+            from densebench_compile.dense_fusion import fuse_dense_blocks
+
+            result["dense_fused"] = fuse_dense_blocks(model)
     if v["compile"]:
         import torch._inductor.config as inductor_config
 
@@ -210,6 +234,8 @@ def run_variant(v: dict) -> dict:
     if cuda:  # peak memory from here, as in the suite's worker: CUDA-graph pools are allocated while compiling
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
+    if v["cuda_graph"] and cuda:  # one plain CUDA graph of the whole (compiled) forward, replayed per step
+        step = capture_graph(runnable, inputs)
     for _ in range(3):  # compilation, then CUDA-graph warm-up and recording
         step()
     sync()
@@ -238,6 +264,29 @@ def run_variant(v: dict) -> dict:
         except Exception as exc:  # noqa: BLE001 - the timing stands without its breakdown
             result["profile"] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
     return result
+
+
+def capture_graph(runnable, inputs):
+    """A step that copies ``inputs`` into a static buffer and replays one CUDA graph of ``runnable`` on it."""
+    import torch
+
+    static_in = inputs.clone()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side), torch.no_grad():
+        for _ in range(3):  # compilation and warm-up outside the capture
+            runnable(static_in)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph), torch.no_grad():
+        static_out = runnable(static_in)
+
+    def step():
+        static_in.copy_(inputs)
+        graph.replay()
+        return static_out
+
+    return step
 
 
 def child_main(spec: str) -> int:
@@ -297,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     jsonl = args.out / "recipes.jsonl"
     end = time.perf_counter() + args.deadline if args.deadline else float("inf")
     for name in args.variants:
-        spec = json.dumps([name, {**BASE, **VARIANTS[name], **overrides}])
+        settings = {**BASE, **VARIANTS[name], **overrides}
+        spec = json.dumps([name, settings])
         started = time.perf_counter()
         timeout = min(args.timeout, end - started)
         if timeout < 30:
@@ -310,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **({"TORCH_LOGS": settings["logs"]} if settings["logs"] else {})},
         )
         try:
             stdout, stderr = proc.communicate(timeout=timeout)
@@ -320,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
                 if lines
                 else {"variant": name, "status": "failed", "reason": f"exit {proc.returncode}: {stderr[-300:]}"}
             )
-            if result["status"] != "ok":
+            if result["status"] != "ok" or settings["logs"]:
                 (args.out / f"{name}.stderr.txt").write_text(stderr[-20000:])
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)

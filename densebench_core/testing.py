@@ -70,6 +70,25 @@ def tiny_model():
     ).eval()  # fmt: skip
 
 
+def densenet_with_bn_statistics():
+    """DenseNet-121 (eval mode) whose BatchNorms have non-trivial running statistics and affine terms, as after
+    training, so that a backend folding or fusing BatchNorm is checked on arithmetic that does not cancel out."""
+    import torch
+
+    from densebench_core.model import build_model
+
+    model = build_model("random", 0)
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            n = bn.num_features
+            bn.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+            bn.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+            bn.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+            bn.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+    return model.eval()
+
+
 def run_in_process(backend: str, *, mode: str = "inference", batch_size: int = 1, image_size: int = 32,
                    models_dir: Path | None = None, options: dict | None = None) -> dict[str, Any]:
     """Run one job through the worker's code path in this process (fast; no isolation)."""

@@ -36,7 +36,7 @@ run_training() {
 }
 
 run_inference() {
-  densebench run --batch-sizes 1,256 --min-time 1 --timeout 300 --backend-option jit.executor=profiling \
+  densebench run --batch-sizes 1,256 --min-time 1 --timeout 300 \
     --backend baseline --backend channels_last --backend fp16 --backend channels_last+fp16 \
     --backend amp --backend compile --backend jit --backend trt \
     --backend fastest-latency --backend fastest-throughput \

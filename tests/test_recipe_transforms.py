@@ -15,26 +15,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import recipe_transforms  # noqa: E402
 
-from densebench_core.model import build_model, make_inputs  # noqa: E402
-
-
-def _trained_like_model():
-    """DenseNet-121 whose BN statistics are not the identity (as after training), in eval mode."""
-    model = build_model("random", 0)
-    generator = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-            n = bn.num_features
-            bn.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-            bn.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-            bn.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-            bn.bias.copy_(torch.randn(n, generator=generator) * 0.1)
-    return model.eval()
+from densebench_core.model import make_inputs  # noqa: E402
+from densebench_core.testing import densenet_with_bn_statistics  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def reference():
-    model = _trained_like_model()
+    model = densenet_with_bn_statistics()
     inputs = make_inputs(2, 32, 0).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         return inputs, model(inputs)
@@ -59,7 +46,7 @@ def _plain_1x1_left(model) -> bool:
 )
 def test_rewrites_keep_the_output(reference, transform, replaced, left):
     inputs, expected = reference
-    model = _trained_like_model()
+    model = densenet_with_bn_statistics()
     assert transform(model) == replaced
     assert not left(model)
     with torch.no_grad():
@@ -69,7 +56,7 @@ def test_rewrites_keep_the_output(reference, transform, replaced, left):
 
 def test_the_fused_op_traces_with_its_fake_implementation(reference):
     inputs, expected = reference
-    model = _trained_like_model()
+    model = densenet_with_bn_statistics()
     recipe_transforms.fold_norm2(model, fused=True)
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
     with torch.no_grad():

@@ -12,6 +12,9 @@ Options (``--backend-option compile.KEY=VALUE``), see :data:`DEFAULT_OPTIONS` an
   ``mode`` and ``freezing`` apply to Inductor only.
 * ``recompile_limit``: Dynamo's per-function recompilation limit (default 8). Reaching it raises instead of
   silently falling back to eager.
+* ``dense_kernels``: ``inductor`` (default: Inductor compiles the whole network) or ``triton``: for inference,
+  DenseNet's dense blocks are first rewritten around one fused Triton GEMM per layer
+  (:mod:`densebench_compile.dense_fusion`); Inductor compiles the rest around them. Ignored for training.
 
 Timing: compilation is lazy, so it happens in the first call, which the core times as part of ``prepare_s``.
 For CUDA-graph modes on CUDA, ``prepare_model`` makes two more inference calls so that the graphs are recorded
@@ -44,7 +47,9 @@ DEFAULT_OPTIONS = {
     "fullgraph": "false",
     "backend": "inductor",
     "recompile_limit": "8",
+    "dense_kernels": "inductor",
 }
+DENSE_KERNELS = ("inductor", "triton")
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class Options:
     backend: str
     recompile_limit: int
     freezing_requested: bool | None  # what the user asked for (None: auto)
+    dense_kernels: str = "inductor"
 
     @property
     def inductor(self) -> bool:
@@ -87,6 +93,11 @@ def resolve_options(ctx) -> Options:
         limit = 0
     if limit < 1:
         raise OptionError(f"compile.recompile_limit must be a whole number >= 1, not {raw['recompile_limit']!r}")
+    dense_kernels = str(raw["dense_kernels"]).strip()
+    if dense_kernels not in DENSE_KERNELS:
+        raise OptionError(
+            f"compile.dense_kernels must be one of {', '.join(DENSE_KERNELS)}, not {raw['dense_kernels']!r}"
+        )
     freezing = (not ctx.training) if freezing_requested is None else (freezing_requested and not ctx.training)
     return Options(
         mode=mode,
@@ -96,6 +107,7 @@ def resolve_options(ctx) -> Options:
         backend=backend,
         recompile_limit=limit,
         freezing_requested=freezing_requested,
+        dense_kernels=dense_kernels,
     )
 
 
@@ -126,6 +138,8 @@ def describe(options: Options) -> str:
         parts += [f"mode={options.mode}", f"freezing={str(options.freezing).lower()}"]
     dynamic = "auto" if options.dynamic is None else str(options.dynamic).lower()
     parts += [f"dynamic={dynamic}", f"fullgraph={str(options.fullgraph).lower()}"]
+    if options.dense_kernels != "inductor":
+        parts.append(f"dense_kernels={options.dense_kernels}")
     return "torch.compile(" + ", ".join(parts) + ")"
 
 
@@ -220,12 +234,25 @@ def prepare_model(model, example_inputs, ctx):
     options = resolve_options(ctx)
     torch._dynamo.reset()  # a clean Dynamo state: no earlier compilation's cache entries or counters count here
     configure_dynamo(options.recompile_limit)
-    compiled = torch.compile(model, **compile_kwargs(options))
     state = ctx.state.setdefault(NAME, {})
+    if options.dense_kernels == "triton" and not ctx.training:
+        from densebench_compile.dense_fusion import fuse_dense_blocks
+
+        try:
+            counts = fuse_dense_blocks(model)
+        except ValueError as exc:
+            raise OptionError(str(exc)) from None
+        ctx.notes.append(
+            f"dense_kernels=triton: {counts['layers']} dense layers in {counts['blocks']} blocks as fused GEMMs, "
+            f"{counts['transitions']} transitions pool-first"
+        )
+    compiled = torch.compile(model, **compile_kwargs(options))
     state.update(options=options, description=describe(options))
     ctx.notes.append(describe(options))
     if options.freezing_requested and ctx.training:
         ctx.notes.append("compile.freezing=true ignored: freezing is for inference only")
+    if options.dense_kernels != "inductor" and ctx.training:
+        ctx.notes.append(f"compile.dense_kernels={options.dense_kernels} ignored: it rewrites inference only")
     if options.uses_cudagraphs(ctx) and not ctx.training:
         # CUDA graph trees record on the first calls after compilation: do that here, inside prepare_s
         for _ in range(2):

@@ -1,0 +1,154 @@
+"""``compile.dense_kernels=triton``: DenseNet's dense blocks rewritten around one fused GEMM per layer.
+
+torchvision's dense layer concatenates every earlier feature map of its block (``torch.cat``), runs
+``norm1 -> relu -> conv1 (1x1)`` on it, then ``norm2 -> relu -> conv2 (3x3)``, and returns 32 new channels.
+Compiled, that is per layer: a pass writing BN+ReLU of the whole concatenation, the 1x1 conv reading it back, a
+``norm2`` BN+ReLU pass, and the 3x3 conv -- the profile in docs/perf-notes.md shows these memory-bound passes
+take more than half of a batch-256 step, and at batch 1 each is one more kernel launch in a ~424-kernel graph.
+
+The rewrite (inference only; BN uses its running statistics):
+
+* each dense block becomes one op, ``densebench::dense_block`` (it takes the block by key), that keeps the block's features in one
+  preallocated NHWC buffer (no concatenation: each layer appends its 32 channels in place) and runs per layer
+  one :mod:`~densebench_compile.bn_relu_gemm` kernel (``norm1``+ReLU as prologue, ``conv1``, ``norm2`` folded
+  into the weights + ReLU as epilogue), then ``conv2`` (cuDNN), then a copy of its 32 channels into the buffer;
+* each transition runs its 2x2 average pool before its 1x1 conv instead of after (both are linear, so they
+  commute exactly): the conv does a quarter of the work and the pool fuses into the BN+ReLU pass.
+
+The op is opaque to ``torch.compile`` (a ``torch.library`` custom op with a shape function), so Inductor compiles
+the rest of the network around it and CUDA graphs (``mode=reduce-overhead``) record it like any other kernel.
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+
+from densebench_compile.bn_relu_gemm import bn_relu_gemm
+
+
+def _bn_affine(bn: torch.nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) of an eval-mode BatchNorm as ``x * scale + shift``, in fp32."""
+    scale = bn.weight.float() / torch.sqrt(bn.running_var.float() + bn.eps)
+    return scale, bn.bias.float() - bn.running_mean.float() * scale
+
+
+def _features_like(x, channels: int) -> torch.Tensor:
+    n, _, h, w = x.shape
+    return torch.empty((n, channels, h, w), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+
+
+# The op takes its block by key, not its ~290 weight tensors as arguments (as vLLM's attention op takes a layer
+# name): compiled, every tensor argument would be an input of the graph, and CUDA graph trees copy such inputs
+# (measured on the H200: 317 device-to-device copies per replay, 2.15 ms at batch 1 against 0.97 ms without).
+_BLOCKS: dict[int, weakref.ref] = {}
+_keys = itertools.count()
+
+
+@torch.library.custom_op("densebench::dense_block", mutates_args=())
+def dense_block(x: torch.Tensor, block: int, channels: int) -> torch.Tensor:
+    """Run the :class:`FusedDenseBlock` registered as ``block`` on ``x``; returns its ``channels`` output channels."""
+    module = _BLOCKS[block]() if block in _BLOCKS else None
+    if module is None:
+        raise RuntimeError(f"densebench::dense_block: no live FusedDenseBlock with key {block}")
+    return module.run(x)
+
+
+@dense_block.register_fake
+def _(x, block, channels):
+    return _features_like(x, channels)
+
+
+class FusedDenseBlock(torch.nn.Module):
+    """A torchvision ``_DenseBlock`` (eval mode) as one :func:`dense_block` call; its weights keep their dtype.
+
+    Layer ``i`` reads the first ``C0 + i*growth`` channels of the block's buffer: ``scale{i}``/``shift{i}`` are
+    its ``norm1`` (fp32), ``weight1_{i}`` [C_in, bottleneck] and ``bias1_{i}`` its ``conv1`` with ``norm2``
+    folded in, ``weight2_{i}`` its ``conv2`` (3x3, padding 1).
+    """
+
+    def __init__(self, block: torch.nn.Module) -> None:
+        super().__init__()
+        layers = list(block.children())
+        self.count = len(layers)
+        self.growth = layers[0].conv2.weight.shape[0]
+        self.inputs = layers[0].conv1.weight.shape[1]
+        with torch.no_grad():
+            for i, layer in enumerate(layers):
+                scale1, shift1 = _bn_affine(layer.norm1)
+                scale2, shift2 = _bn_affine(layer.norm2)
+                conv1 = layer.conv1.weight  # [bottleneck, C_in, 1, 1]
+                weight1 = (conv1.float().flatten(1) * scale2[:, None]).t().contiguous().to(conv1.dtype)
+                self.register_buffer(f"scale{i}", scale1.contiguous())
+                self.register_buffer(f"shift{i}", shift1.contiguous())
+                self.register_buffer(f"weight1_{i}", weight1)
+                self.register_buffer(f"bias1_{i}", shift2.contiguous())
+                self.register_buffer(f"weight2_{i}", layer.conv2.weight.detach().clone())
+        self.key = next(_keys)
+        _BLOCKS[self.key] = weakref.ref(self)
+
+    @property
+    def channels(self) -> int:
+        return self.inputs + self.growth * self.count
+
+    def forward(self, x):
+        return dense_block(x.contiguous(memory_format=torch.channels_last), self.key, self.channels)
+
+    def run(self, x):
+        """The block, eagerly: a preallocated NHWC buffer, each layer appending its ``growth`` channels in place."""
+        n, c0, h, w = x.shape
+        features = _features_like(x, self.channels)
+        features[:, :c0].copy_(x)
+        rows = features.permute(0, 2, 3, 1).reshape(n * h * w, self.channels)  # a view: NHWC in memory
+        channels = c0
+        for i in range(self.count):
+            layer = [getattr(self, f"{name}{i}") for name in ("scale", "shift", "weight1_", "bias1_", "weight2_")]
+            bottleneck = bn_relu_gemm(rows[:, :channels], *layer[:4])
+            bottleneck = bottleneck.view(n, h, w, -1).permute(0, 3, 1, 2)  # NCHW shape, NHWC memory
+            features[:, channels : channels + self.growth].copy_(F.conv2d(bottleneck, layer[4], padding=1))
+            channels += self.growth
+        return features
+
+
+def _is_dense_block(module) -> bool:
+    layers = list(module.children())
+    return bool(layers) and all(
+        all(hasattr(layer, name) for name in ("norm1", "conv1", "norm2", "conv2")) for layer in layers
+    )
+
+
+def _is_transition(module) -> bool:
+    names = [name for name, _ in module.named_children()]
+    return names == ["norm", "relu", "conv", "pool"] and isinstance(module.pool, torch.nn.AvgPool2d)
+
+
+def _pool_first(transition) -> torch.nn.Sequential:
+    parts = OrderedDict((name, getattr(transition, name)) for name in ("norm", "relu", "pool", "conv"))
+    return torch.nn.Sequential(parts)
+
+
+def fuse_dense_blocks(model) -> dict[str, int]:
+    """Rewrite ``model`` (a torchvision DenseNet in eval mode) in place; returns what was rewritten.
+
+    Raises ValueError when the model has no dense block to rewrite or is in training mode.
+    """
+    if model.training:
+        raise ValueError("compile.dense_kernels=triton is for inference (BatchNorm with running statistics)")
+    counts = {"blocks": 0, "layers": 0, "transitions": 0}
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if _is_dense_block(child):
+                fused = FusedDenseBlock(child)
+                setattr(parent, name, fused)
+                counts["blocks"] += 1
+                counts["layers"] += fused.count
+            elif _is_transition(child):
+                setattr(parent, name, _pool_first(child))
+                counts["transitions"] += 1
+    if not counts["blocks"]:
+        raise ValueError("compile.dense_kernels=triton found no DenseNet dense block in the model")
+    return counts
