@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install densebench on the offline GPU machine: its python3 already has torch, pluggy, click, pandas and
-# tensorboard; small missing wheels (torch-tb-profiler) travel in .whl/ (see docs/gpu.md).
+# tensorboard; small missing wheels (torch-tb-profiler) travel in .whl/ (README.md, Documentation).
 set -euo pipefail
 pkgs=(-e .)
 for p in plugins/densebench_*; do [ -f "$p/pyproject.toml" ] && pkgs+=(-e "$p"); done

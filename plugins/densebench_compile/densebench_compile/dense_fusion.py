@@ -88,8 +88,16 @@ class FusedDenseBlock(torch.nn.Module):
                 self.register_buffer(f"weight1_{i}", weight1)
                 self.register_buffer(f"bias1_{i}", shift2.contiguous())
                 self.register_buffer(f"weight2_{i}", layer.conv2.weight.detach().clone())
+        self._register()
+
+    def _register(self) -> None:
         self.key = next(_keys)
         _BLOCKS[self.key] = weakref.ref(self)
+
+    def __setstate__(self, state) -> None:
+        """A copy (``copy.deepcopy``, unpickling) registers under its own key, so it runs its own weights."""
+        super().__setstate__(state)
+        self._register()
 
     @property
     def channels(self) -> int:

@@ -12,11 +12,12 @@ import os
 import subprocess
 import sys
 import textwrap
+from copy import deepcopy
 
 import pytest
 import torch
 from densebench_compile import bn_relu_gemm, plugin
-from densebench_compile.dense_fusion import dense_block, fuse_dense_blocks
+from densebench_compile.dense_fusion import FusedDenseBlock, dense_block, fuse_dense_blocks
 
 from densebench_core.model import build_model, make_inputs
 from densebench_core.testing import densenet_with_bn_statistics, make_context, run_with_options
@@ -69,6 +70,20 @@ def test_inductor_compiles_around_the_op(models):
     with torch.no_grad():
         compiled = plugin.prepare_model(model=rewritten, example_inputs=inputs, ctx=ctx)
         torch.testing.assert_close(compiled(inputs), rewritten(inputs), rtol=1e-4, atol=1e-4)
+
+
+def test_a_copy_runs_its_own_weights(models):
+    """The op finds its block by key: a deep copy must get its own key, not run the original's weights."""
+    _, rewritten, _, inputs = models
+    copy = deepcopy(rewritten)
+    blocks = [m for m in rewritten.modules() if isinstance(m, FusedDenseBlock)]
+    copied = [m for m in copy.modules() if isinstance(m, FusedDenseBlock)]
+    assert len(copied) == 4 and {m.key for m in copied}.isdisjoint(m.key for m in blocks)
+    with torch.no_grad():
+        before = rewritten(inputs)
+        copied[0].weight1_0.mul_(2.0)
+        torch.testing.assert_close(rewritten(inputs), before)  # the original is untouched
+        assert not torch.allclose(copy(inputs), before)  # and the copy runs its own (changed) weights
 
 
 def test_op_with_an_unknown_block_fails_clearly():
