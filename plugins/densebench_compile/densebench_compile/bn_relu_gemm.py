@@ -24,7 +24,7 @@ except ImportError:  # Triton ships with torch's CUDA builds; without it only th
     triton = None
 
 BLOCK_N = 128  # DenseNet-121's bottleneck width (bn_size 4 x growth 32): one tile covers every output column
-BLOCK_K = 64  # best or near-best for every DenseNet-121 layer shape on the H200 (benchmarks/dense_kernel_tune.py)
+BLOCK_K = 64  # best at most DenseNet-121 layer shapes on the H200 (benchmarks/dense_kernel_tune.py)
 TRITON_DTYPES = (torch.float16,)  # bf16 is not checked: Triton's CPU interpreter cannot run it
 
 
