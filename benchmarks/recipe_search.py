@@ -29,7 +29,8 @@ from pathlib import Path
 
 BASE = {
     "mode": "inference", "bs": 256, "size": 224, "dtype": "fp16", "channels_last": True, "compile": None,
-    "freezing": True, "cudnn_benchmark": False, "mm1x1": False, "fold_norm2": None, "dense_kernels": None, "cuda_graph": False, "logs": "", "inductor": {}, "tf32": True,
+    "freezing": True, "cudnn_benchmark": False, "mm1x1": False, "fold_norm2": None, "dense_kernels": None,
+    "cuda_graph": False, "logs": "", "inductor": {}, "tf32": True,
     "optimizer": "sgd", "scaler": True, "autocast": True, "profile": False, "min_time": 2.0, "min_iters": 50,
     "warmup": 20,
 }  # fmt: skip
@@ -235,7 +236,7 @@ def run_variant(v: dict) -> dict:
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     if v["cuda_graph"] and cuda:  # one plain CUDA graph of the whole (compiled) forward, replayed per step
-        step = capture_graph(runnable, inputs)
+        step = graphed_step(runnable, inputs)
     for _ in range(3):  # compilation, then CUDA-graph warm-up and recording
         step()
     sync()
@@ -266,25 +267,25 @@ def run_variant(v: dict) -> dict:
     return result
 
 
-def capture_graph(runnable, inputs):
-    """A step that copies ``inputs`` into a static buffer and replays one CUDA graph of ``runnable`` on it."""
+def graphed_step(runnable, inputs):
+    """A step that copies ``inputs`` into a static buffer and replays one CUDA graph of ``runnable`` on it
+    (captured as ``benchmarks/harness_overhead.py`` captures its ``--cuda-graph`` step)."""
     import torch
+    from harness_overhead import capture_graph  # benchmarks/, beside this script
 
     static_in = inputs.clone()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side), torch.no_grad():
-        for _ in range(3):  # compilation and warm-up outside the capture
-            runnable(static_in)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph), torch.no_grad():
-        static_out = runnable(static_in)
+    output = {}
+
+    def forward():
+        with torch.no_grad():
+            output["y"] = runnable(static_in)
+
+    replay = capture_graph(forward, inputs.device)
 
     def step():
         static_in.copy_(inputs)
-        graph.replay()
-        return static_out
+        replay()
+        return output["y"]  # the tensor the capture wrote: the graph's static output
 
     return step
 

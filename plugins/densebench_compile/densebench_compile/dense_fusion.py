@@ -64,31 +64,39 @@ def _(x, block, channels):
     return _features_like(x, channels)
 
 
-class FusedDenseBlock(torch.nn.Module):
-    """A torchvision ``_DenseBlock`` (eval mode) as one :func:`dense_block` call; its weights keep their dtype.
+class FusedDenseLayer(torch.nn.Module):
+    """One torchvision ``_DenseLayer`` (eval mode) as the operands of :func:`bn_relu_gemm` and ``conv2``.
 
-    Layer ``i`` reads the first ``C0 + i*growth`` channels of the block's buffer: ``scale{i}``/``shift{i}`` are
-    its ``norm1`` (fp32), ``weight1_{i}`` [C_in, bottleneck] and ``bias1_{i}`` its ``conv1`` with ``norm2``
-    folded in, ``weight2_{i}`` its ``conv2`` (3x3, padding 1).
+    ``scale``/``shift`` are its ``norm1`` (fp32), ``weight1`` [C_in, bottleneck] and ``bias1`` its ``conv1`` with
+    ``norm2`` folded in, ``weight2`` its ``conv2`` (3x3, padding 1); the weights keep their dtype.
+    """
+
+    def __init__(self, layer: torch.nn.Module) -> None:
+        super().__init__()
+        with torch.no_grad():
+            scale1, shift1 = _bn_affine(layer.norm1)
+            scale2, shift2 = _bn_affine(layer.norm2)
+            conv1 = layer.conv1.weight  # [bottleneck, C_in, 1, 1]
+            self.register_buffer("scale", scale1.contiguous())
+            self.register_buffer("shift", shift1.contiguous())
+            weight1 = (conv1.float().flatten(1) * scale2[:, None]).t().contiguous().to(conv1.dtype)
+            self.register_buffer("weight1", weight1)
+            self.register_buffer("bias1", shift2.contiguous())
+            self.register_buffer("weight2", layer.conv2.weight.detach().clone())
+
+
+class FusedDenseBlock(torch.nn.Module):
+    """A torchvision ``_DenseBlock`` (eval mode) as one :func:`dense_block` call over its :class:`FusedDenseLayer` s.
+
+    Layer ``i`` reads the first ``C0 + i*growth`` channels of the block's buffer and appends ``growth`` channels.
     """
 
     def __init__(self, block: torch.nn.Module) -> None:
         super().__init__()
         layers = list(block.children())
-        self.count = len(layers)
+        self.layers = torch.nn.ModuleList(FusedDenseLayer(layer) for layer in layers)
         self.growth = layers[0].conv2.weight.shape[0]
-        self.inputs = layers[0].conv1.weight.shape[1]
-        with torch.no_grad():
-            for i, layer in enumerate(layers):
-                scale1, shift1 = _bn_affine(layer.norm1)
-                scale2, shift2 = _bn_affine(layer.norm2)
-                conv1 = layer.conv1.weight  # [bottleneck, C_in, 1, 1]
-                weight1 = (conv1.float().flatten(1) * scale2[:, None]).t().contiguous().to(conv1.dtype)
-                self.register_buffer(f"scale{i}", scale1.contiguous())
-                self.register_buffer(f"shift{i}", shift1.contiguous())
-                self.register_buffer(f"weight1_{i}", weight1)
-                self.register_buffer(f"bias1_{i}", shift2.contiguous())
-                self.register_buffer(f"weight2_{i}", layer.conv2.weight.detach().clone())
+        self.channels = layers[0].conv1.weight.shape[1] + self.growth * len(layers)  # the block's output channels
         self._register()
 
     def _register(self) -> None:
@@ -100,10 +108,6 @@ class FusedDenseBlock(torch.nn.Module):
         super().__setstate__(state)
         self._register()
 
-    @property
-    def channels(self) -> int:
-        return self.inputs + self.growth * self.count
-
     def forward(self, x):
         return dense_block(x.contiguous(memory_format=torch.channels_last), self.key, self.channels)
 
@@ -114,11 +118,10 @@ class FusedDenseBlock(torch.nn.Module):
         features[:, :c0].copy_(x)
         rows = features.permute(0, 2, 3, 1).reshape(n * h * w, self.channels)  # a view: NHWC in memory
         channels = c0
-        for i in range(self.count):
-            layer = [getattr(self, f"{name}{i}") for name in ("scale", "shift", "weight1_", "bias1_", "weight2_")]
-            bottleneck = bn_relu_gemm(rows[:, :channels], *layer[:4])
+        for layer in self.layers:
+            bottleneck = bn_relu_gemm(rows[:, :channels], layer.scale, layer.shift, layer.weight1, layer.bias1)
             bottleneck = bottleneck.view(n, h, w, -1).permute(0, 3, 1, 2)  # NCHW shape, NHWC memory
-            features[:, channels : channels + self.growth].copy_(F.conv2d(bottleneck, layer[4], padding=1))
+            features[:, channels : channels + self.growth].copy_(F.conv2d(bottleneck, layer.weight2, padding=1))
             channels += self.growth
         return features
 
@@ -154,7 +157,7 @@ def fuse_dense_blocks(model) -> dict[str, int]:
                 fused = FusedDenseBlock(child)
                 setattr(parent, name, fused)
                 counts["blocks"] += 1
-                counts["layers"] += fused.count
+                counts["layers"] += len(fused.layers)
             elif _is_transition(child):
                 setattr(parent, name, _pool_first(child))
                 counts["transitions"] += 1

@@ -81,7 +81,7 @@ def test_a_copy_runs_its_own_weights(models):
     assert len(copied) == 4 and {m.key for m in copied}.isdisjoint(m.key for m in blocks)
     with torch.no_grad():
         before = rewritten(inputs)
-        copied[0].weight1_0.mul_(2.0)
+        copied[0].layers[0].weight1.mul_(2.0)
         torch.testing.assert_close(rewritten(inputs), before)  # the original is untouched
         assert not torch.allclose(copy(inputs), before)  # and the copy runs its own (changed) weights
 
