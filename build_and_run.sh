@@ -190,6 +190,12 @@ logs_abs=$(absolute_dir "$log_dir" "log directory")
 summary() {  # summary RC TB_HINT...: where the results are
   local rc=$1
   shift
+  # Only 0 and 1 mean densebench wrote results in this invocation; after bad input (2) or an early death, the
+  # files in the output folder are an earlier run's, and naming them would pass them off as this one's.
+  case $rc in
+    0 | 1) ;;
+    *) return 0 ;;
+  esac
   echo
   if [ -f "$results_abs/benchmark_results.csv" ]; then
     echo "results:     $results_abs/benchmark_results.csv"

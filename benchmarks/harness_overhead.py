@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
-    model = build_model("random", 0).to(device)
+    model = build_model("random", 0, args.image_size).to(device)
     inputs = make_inputs(args.batch_size, args.image_size, 0).to(device)
     if args.channels_last:
         model, inputs = model.to(memory_format=torch.channels_last), inputs.contiguous(

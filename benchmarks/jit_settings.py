@@ -31,7 +31,7 @@ from densebench_core.model import build_model, make_inputs
 OPTIMIZE = True
 {setting}
 device = torch.device(sys.argv[1]); bs = int(sys.argv[2]); size = int(sys.argv[3])
-model = build_model("random", 0).to(device).to(memory_format=torch.channels_last)
+model = build_model("random", 0, size).to(device).to(memory_format=torch.channels_last)
 x = make_inputs(bs, size, 0).to(device).contiguous(memory_format=torch.channels_last)
 if device.type == "cuda":
     model, x = model.half(), x.half()

@@ -163,9 +163,9 @@ def run_variant(v: dict) -> dict:
     torch.backends.cuda.matmul.allow_tf32 = bool(v["tf32"])
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[v["dtype"]]
     training = v["mode"] == "training"
-    model = build_model("random", 0)
+    model = build_model("random", 0, v["size"])
     inputs = make_inputs(v["bs"], v["size"], 0).to(device)
-    reference = None if training else accuracy.reference_output(model, inputs, device)
+    reference = None if training else accuracy.reference_outputs(model, [inputs], device).to(device)
     result: dict = {}
     if v["fold_norm2"]:
         result["norm2_folded"] = recipe_transforms.fold_norm2(model, fused=v["fold_norm2"] == "fused")

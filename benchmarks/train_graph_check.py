@@ -18,7 +18,7 @@ from densebench_core.model import build_model, make_inputs, make_targets
 
 def trajectory(mode: str, steps: int, bs: int, size: int) -> dict:
     torch.manual_seed(0)
-    model = build_model("random", 0).cuda().to(memory_format=torch.channels_last).train()
+    model = build_model("random", 0, size).cuda().to(memory_format=torch.channels_last).train()
     inputs = make_inputs(bs, size, 0).cuda().contiguous(memory_format=torch.channels_last)
     targets = make_targets(bs, 0).cuda()
     runnable = model if mode == "eager" else torch.compile(model, mode=mode)

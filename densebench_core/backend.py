@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from densebench_core.errors import BadInput
+from densebench_core.options import Option, as_option
 
 #: Recipe stages, in the order their members are applied. A recipe holds at most one backend per stage.
-STAGES = ("layout", "precision", "compiler")
+STAGES = ("layout", "precision", "rewrite", "compiler")
 
 #: Other names a backend answers to.
 ALIASES = {"quantize": "fp16"}
@@ -21,22 +23,31 @@ class BackendInfo:
     :param modes: the modes it supports (``inference``, ``training``).
     :param requires_cuda: ``True`` if it only runs on a CUDA device.
     :param requires_packages: importable top-level packages it needs (checked without importing them).
-    :param stage: its recipe stage, one of :data:`STAGES`.
+    :param stage: its recipe stage, one of :data:`STAGES` (None for a backend that does not compose).
     :param composable: whether it may be combined with others in a ``+`` recipe.
-    :param options: the options it understands (``--backend-option NAME.KEY=VALUE``) with their defaults.
+    :param options: the options it understands (``--backend-option NAME.KEY=VALUE``), each an
+        :class:`~densebench_core.options.Option` (a plain default value is taken as an option of its type).
+    :param check_options: called in the parent with all of its typed option values: a one-line reason when they
+        do not go together (bad input, exit 2), else None.
+    :param artifact_per_batch_size: whether its exported artifact is specific to the batch size (a TensorRT
+        engine of static shape); when False, a run exports it once per recipe and mode and later batch sizes
+        point to that file.
     """
 
     description: str
     modes: tuple[str, ...] = ("inference",)
     requires_cuda: bool = False
     requires_packages: tuple[str, ...] = ()
-    stage: str = "compiler"
+    stage: str | None = "compiler"
     composable: bool = True
-    options: dict = field(default_factory=dict)
+    options: dict[str, Option] = field(default_factory=dict)
+    check_options: Callable[[dict[str, Any]], str | None] | None = None
+    artifact_per_batch_size: bool = True
 
     def __post_init__(self):
-        if self.stage not in STAGES:
-            raise ValueError(f"stage must be one of {STAGES}, not {self.stage!r}")
+        if self.stage not in STAGES and not (self.stage is None and not self.composable):
+            raise ValueError(f"stage must be one of {STAGES} (or None when not composable), not {self.stage!r}")
+        object.__setattr__(self, "options", {key: as_option(value) for key, value in self.options.items()})
 
 
 def canonical_name(name: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ from densebench_core import envinfo
 from densebench_core.backend import canonical_name, parse_recipe, recipe_name
 from densebench_core.errors import BadInput
 from densebench_core.model import MIN_IMAGE_SIZE
+from densebench_core.options import OptionError, resolve_recipe
 from densebench_core.plugins import PluginRegistry, missing_requirements
 from densebench_core.presets import PRESETS
 from densebench_core.results import ResultsStore, check_writable, json_safe, new_run_id
@@ -18,15 +20,19 @@ from densebench_core.runner import Job, run_job
 
 MODES = ("inference", "training")
 
-#: (batch sizes, image size, warmup, min iterations, min seconds, timeout) for each device
+#: settings for full and --quick runs. Quick runs measure at least 10 iterations: enough for the median's interval
+#: (6) and p90 (10); p99 needs 100 and is left empty there. ``ci_target``: measuring goes on past the lower bounds
+#: until the median's 95% interval is within this percentage of it, for at most ``max_time`` seconds (by default
+#: MAX_TIME_FACTOR times ``min_time``).
 DEFAULTS = {
     "full": {"batch_sizes": (1, 32, 256), "image_size": 224, "warmup": 10, "min_iters": 50,
-             "min_time": 2.0, "timeout": 900.0},
-    "quick-cpu": {"batch_sizes": (1, 2), "image_size": 64, "warmup": 2, "min_iters": 5,
-                  "min_time": 0.2, "timeout": 600.0},
+             "min_time": 2.0, "timeout": 900.0, "ci_target": 1.0, "eval_images": 256},
+    "quick-cpu": {"batch_sizes": (1, 2), "image_size": 64, "warmup": 2, "min_iters": 10,
+                  "min_time": 0.2, "timeout": 600.0, "ci_target": 2.0, "eval_images": 64},
     "quick-cuda": {"batch_sizes": (1, 32), "image_size": 224, "warmup": 5, "min_iters": 20,
-                   "min_time": 0.5, "timeout": 300.0},
+                   "min_time": 0.5, "timeout": 300.0, "ci_target": 2.0, "eval_images": 64},
 }  # fmt: skip
+MAX_TIME_FACTOR = 5.0
 
 
 @dataclass
@@ -43,6 +49,9 @@ class RunConfig:
     warmup: int | None = None
     min_iters: int | None = None
     min_time: float | None = None
+    max_time: float | None = None
+    ci_target: float | None = None  # percent of the median
+    eval_images: int | None = None
     timeout: float | None = None
     output_dir: Path = Path("results")
     log_dir: Path = Path("logs/tensorboard")
@@ -51,6 +60,8 @@ class RunConfig:
     quick: bool = False
     options: dict[str, dict[str, str]] = field(default_factory=dict)
     seed: int = 0
+    #: what planning found worth a word without stopping the run (printed by the CLI)
+    warnings: list[str] = field(default_factory=list)
 
     def resolve(self) -> None:
         """Pick the device, fill unset settings from the defaults, and validate; raises BadInput."""
@@ -63,18 +74,25 @@ class RunConfig:
             raise BadInput(f"--mode must be {' or '.join(MODES)} (or both, comma-separated), not {self.mode!r}")
         if self.image_size < MIN_IMAGE_SIZE:
             raise BadInput(f"--image-size must be at least {MIN_IMAGE_SIZE}, not {self.image_size}")
-        for name, value in (("--warmup", self.warmup), ("--min-iters", self.min_iters)):
-            if value < (0 if name == "--warmup" else 1):
-                raise BadInput(f"{name} must be {'>= 0' if name == '--warmup' else '>= 1'}, not {value}")
-        if self.min_time < 0 or self.timeout <= 0:
-            raise BadInput("--min-time must be >= 0 and --timeout > 0")
+        for flag, value, low, strict in (
+            ("--warmup", self.warmup, 0, False), ("--min-iters", self.min_iters, 1, False),
+            ("--min-time", self.min_time, 0, False), ("--timeout", self.timeout, 0, True),
+            ("--eval-images", self.eval_images, 1, False), ("--ci-target", self.ci_target, 0, True),
+        ):  # fmt: skip
+            if not (value > low if strict else value >= low):
+                raise BadInput(f"{flag} must be {'>' if strict else '>='} {low:g}, not {value:g}")
+        if self.max_time is None:
+            self.max_time = MAX_TIME_FACTOR * self.min_time
+        elif self.max_time < self.min_time:
+            raise BadInput(f"--max-time ({self.max_time:g} s) must be at least --min-time ({self.min_time:g} s)")
 
     @property
     def modes(self) -> list[str]:
         return list(dict.fromkeys(m.strip() for m in self.mode.split(",") if m.strip()))
 
     def as_dict(self) -> dict[str, Any]:
-        return json_safe({k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()})
+        settings = {k: v for k, v in self.__dict__.items() if k != "warnings"}
+        return json_safe({k: (str(v) if isinstance(v, Path) else v) for k, v in settings.items()})
 
 
 def resolve_device(requested: str) -> str:
@@ -124,21 +142,18 @@ class Planned:
     mode: str
     batch_size: int
     decided: dict[str, Any] | None = None
-    options: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: the options the user or a preset set (shown in the ``options`` column), typed
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: every option of every member, typed, defaults filled in: what the hooks see in ``ctx.options``
+    resolved: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def plan(config: RunConfig, registry: PluginRegistry) -> list[Planned]:
     """Expand --all / --backend (names, recipes, presets) into one item per batch size; raises BadInput."""
     infos = registry.infos()
-    for backend, values in config.options.items():
+    for backend in config.options:
         if backend not in registry.entries:
             raise BadInput(f"--backend-option names unknown backend {backend!r}")
-        declared = infos[backend].options if backend in infos else {}
-        unknown = sorted(set(values) - set(declared))
-        if declared and unknown:
-            raise BadInput(
-                f"backend {backend!r} has no option {unknown[0]!r}; its options: {', '.join(sorted(declared))}"
-            )
     if config.all_backends:
         names = sorted(registry.entries, key=lambda n: (n != "baseline", n))
         recipes = [(n, [n], {}, None) for n in names]
@@ -146,14 +161,26 @@ def plan(config: RunConfig, registry: PluginRegistry) -> list[Planned]:
         if not config.backends:
             raise BadInput("name a backend with --backend NAME or run them all with --all")
         recipes = [_resolve_spec(spec, registry, infos) for spec in config.backends]
+    if config.all_backends:
+        config.backends = [name for name, *_ in recipes]  # what --all meant, for the run's settings
+    in_run = {member for _, members, _, _ in recipes for member in members}
+    for backend, values in config.options.items():
+        if backend not in in_run:
+            given = ", ".join(f"{backend}.{key}" for key in values)
+            config.warnings.append(f"--backend-option {given} ignored: backend {backend!r} is not in this run")
     planned: list[Planned] = []
-    for mode in config.modes:
-        for name, members, preset_options, decided in recipes:
-            decided = decided or _decide_without_running(members, registry, config.device, mode)
-            options = {m: {**preset_options.get(m, {}), **config.options.get(m, {})} for m in members}
-            options = {m: o for m, o in options.items() if o}
+    for name, members, preset_options, decided in recipes:
+        given = {m: {**preset_options.get(m, {}), **config.options.get(m, {})} for m in members}
+        try:
+            resolved = resolve_recipe(members, infos, given)
+        except OptionError as exc:
+            raise BadInput(str(exc)) from None
+        shown = {m: {k: resolved[m][k] for k in values} for m, values in given.items() if values and m in resolved}
+        for mode in config.modes:
+            row_decided = decided or _decide_without_running(members, registry, config.device, mode)
             for batch_size in config.batch_sizes:
-                planned.append(Planned(name, members, mode, batch_size, decided, options))
+                planned.append(Planned(name, members, mode, batch_size, row_decided, shown, resolved))
+    planned.sort(key=lambda item: config.modes.index(item.mode))  # modes in the order asked, as before
     return planned
 
 
@@ -204,9 +231,11 @@ def execute(
     jobs: list[Planned],
     sinks: list[Sink] | None = None,
     on_start: Callable[[int, int, Planned], None] | None = None,
+    on_wait: Callable[[str, float], None] | None = None,
 ) -> ResultsStore:
     """Run the planned jobs (from :func:`plan`) in order, writing each row as soon as it exists.
 
+    ``on_wait(phase, elapsed_s)`` is called while a job's child process runs (see :func:`runner.run_job`).
     SIGTERM stops like Ctrl-C.
     """
     check_writable(config.output_dir)
@@ -216,10 +245,19 @@ def execute(
     sinks = list(sinks or [])
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
+        exported: dict[tuple[str, str], dict[str, Any]] = {}  # artifacts that serve every batch size
         for index, item in enumerate(jobs):
             if on_start:
                 on_start(index, len(jobs), item)
-            result = item.decided or run_job(_job_for(item, config, store), store.work_dir)
+            shared = _shares_artifact(item, registry)
+            earlier = exported.get((item.backend, item.mode)) if shared else None
+            job = _job_for(item, config, store, export=earlier is None)
+            result = item.decided or run_job(job, store.work_dir, on_wait)
+            if shared and result.get("status") == "ok":
+                if earlier:  # the file written for an earlier batch size is this row's artifact too
+                    result = {**result, **earlier}
+                elif result.get("artifact_path"):
+                    exported[(item.backend, item.mode)] = {k: result[k] for k in ("artifact_path", "artifact_mb")}
             row = store.add(_row(item, config, result))
             for sink in sinks:
                 sink.on_row(row)
@@ -230,7 +268,16 @@ def execute(
     return store
 
 
-def _job_for(item: Planned, config: RunConfig, store: ResultsStore) -> Job:
+def _shares_artifact(item: Planned, registry: PluginRegistry) -> bool:
+    """Whether the recipe's exporting member (the last with ``export``) writes the same file for every batch size."""
+    for name in reversed(item.members):
+        entry = registry.entries.get(name)
+        if entry is not None and "export" in entry.hooks:
+            return entry.info is not None and not entry.info.artifact_per_batch_size
+    return False
+
+
+def _job_for(item: Planned, config: RunConfig, store: ResultsStore, export: bool = True) -> Job:
     profile_dir = None
     if config.profile:
         profile_dir = str(config.log_dir / "profiler" / f"{store.run_id}_{item.backend}_{item.mode}")
@@ -245,17 +292,23 @@ def _job_for(item: Planned, config: RunConfig, store: ResultsStore) -> Job:
         warmup=config.warmup,
         min_iters=config.min_iters,
         min_time=config.min_time,
+        max_time=config.max_time,
+        ci_target=config.ci_target / 100.0,
+        eval_images=config.eval_images,
         timeout=config.timeout,
         seed=config.seed,
-        options=item.options,
-        export=config.export and item.mode == "inference",
-        models_dir=str(store.models_dir),
+        options=item.resolved,
+        export=export and config.export and item.mode == "inference",
+        models_dir=str(store.models_dir.resolve()),
         profile_dir=profile_dir,
+        cache_dir=str(store.work_dir.resolve()),
     )
 
 
 def _row(item: Planned, config: RunConfig, result: dict[str, Any]) -> dict[str, Any]:
     row = dict(result)
+    if row.get("artifact_path"):  # relative to the results folder, however --output-dir was written
+        row["artifact_path"] = os.path.relpath(Path(row["artifact_path"]).resolve(), config.output_dir.resolve())
     row.update(
         backend=item.backend,
         mode=item.mode,

@@ -36,6 +36,13 @@ def cli() -> None:
 @click.option("--warmup", type=int, default=None, help="Warm-up iterations before timing.")
 @click.option("--min-iters", type=int, default=None, help="Measure at least this many iterations.")
 @click.option("--min-time", type=float, default=None, help="Measure for at least this many seconds.")
+@click.option("--max-time", type=float, default=None,
+              help="Measure at most this many seconds while the median's interval is wider than --ci-target "
+                   "(default: 5 x --min-time).")
+@click.option("--ci-target", type=float, default=None, metavar="PCT",
+              help="Stop measuring once the median's 95%% interval is within +-PCT%% of it (default 1; --quick 2).")
+@click.option("--eval-images", type=int, default=None,
+              help="Seeded images in the accuracy check (default 256; --quick 64).")
 @click.option("--timeout", type=float, default=None, help="Seconds per (backend, batch size) child process.")
 @click.option("--output-dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
 @click.option("--log-dir", type=click.Path(path_type=Path), default=Path("logs/tensorboard"), show_default=True)
@@ -48,7 +55,8 @@ def cli() -> None:
               help="A backend setting, e.g. compile.mode=max-autotune (repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights and inputs.")
 def run(all_backends, backends, device, mode, batch_sizes, image_size, weights, warmup, min_iters,
-        min_time, timeout, output_dir, log_dir, profile, export, quick, backend_options, seed):
+        min_time, max_time, ci_target, eval_images, timeout, output_dir, log_dir, profile, export, quick,
+        backend_options, seed):
     """Benchmark backends; each (backend, batch size) runs in its own process."""
     from densebench_core import benchmark, model, progress
     from densebench_core.plugins import build_registry
@@ -65,6 +73,9 @@ def run(all_backends, backends, device, mode, batch_sizes, image_size, weights, 
         warmup=warmup,
         min_iters=min_iters,
         min_time=min_time,
+        max_time=max_time,
+        ci_target=ci_target,
+        eval_images=eval_images,
         timeout=timeout,
         output_dir=output_dir,
         log_dir=log_dir,
@@ -76,18 +87,22 @@ def run(all_backends, backends, device, mode, batch_sizes, image_size, weights, 
     )
     config.resolve()
     registry = build_registry()
+    config.warnings.extend(registry.warnings)
     jobs = benchmark.plan(config, registry)  # names are checked before anything is downloaded or written
     config.weights = model.resolve_weights(weights)
+    for warning in config.warnings:
+        click.echo(f"densebench: warning: {warning}", err=True)
     from densebench_core import sinks
 
     reporter = progress.Progress()
     try:
         store = benchmark.execute(
-            config, registry, jobs, sinks=[reporter, *sinks.default_sinks(config)], on_start=reporter.on_start
+            config, registry, jobs, sinks=[reporter, *sinks.default_sinks(config)], on_start=reporter.on_start,
+            on_wait=reporter.on_wait,
         )
     except KeyboardInterrupt as exc:
         csv_path = config.output_dir / "benchmark_results.csv"
-        click.echo(f"\ndensebench: interrupted ({exc or 'Ctrl-C'}); completed rows are kept in {csv_path}",
+        click.echo(f"\ndensebench: interrupted ({str(exc) or 'Ctrl-C'}); completed rows are kept in {csv_path}",
                    err=True)
         sys.exit(EXIT_INTERRUPTED)
     click.echo(f"results: {store.results_dir / 'benchmark_results.csv'} (run {store.run_id})")
@@ -111,17 +126,48 @@ def _write_report(results_dir: Path) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins(as_json):
-    """List discovered backends with distribution, version, status and reason."""
+    """List discovered backends (distribution, version, status, stage, reason), then the presets."""
     from densebench_core.plugins import build_registry
 
-    entries = [e.as_dict() for e in build_registry().entries.values()]
+    registry = build_registry()
+    for warning in registry.warnings:
+        click.echo(f"densebench: warning: {warning}", err=True)
+    entries = [e.as_dict() for e in registry.entries.values()]
     if as_json:
         click.echo(json.dumps(entries, indent=2))
         return
-    for e in entries:
-        line = f"{e['name']:<16} {e['status']:<12} {e['distribution']} {e['version']}"
-        detail = e["reason"] or e["description"]
-        click.echo(f"{line}  {detail}")
+    rows = [[e["name"], e["status"], e["stage"] or "-", e["distribution"], e["version"],
+             e["reason"] or e["description"]] for e in entries]  # fmt: skip
+    click.echo(_columns(["backend", "status", "stage", "distribution", "version", "description or reason"], rows))
+    click.echo("\nPresets (run one with --backend NAME; `densebench presets` for details):")
+    click.echo(_columns(["preset", "recipe"], [[name, p.recipe] for name, p in _presets().items()]))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def presets(as_json):
+    """List the presets: named recipes with options, selectable with --backend NAME."""
+    listing = {name: {"recipe": p.recipe, "options": p.options, "description": p.description}
+               for name, p in _presets().items()}
+    if as_json:
+        click.echo(json.dumps(listing, indent=2))
+        return
+    rows = [[name, p["recipe"], " ".join(f"{b}.{k}={v}" for b, kv in p["options"].items() for k, v in kv.items())
+             or "-", p["description"]] for name, p in listing.items()]  # fmt: skip
+    click.echo(_columns(["preset", "recipe", "options", "what it is for"], rows))
+
+
+def _presets():
+    from densebench_core.presets import PRESETS
+
+    return PRESETS
+
+
+def _columns(headers: list[str], rows: list[list[str]]) -> str:
+    """A plain table whose columns fit their longest cell (the last column is left free)."""
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers) - 1)]
+    return "\n".join("  ".join([str(c).ljust(w) for c, w in zip(r, widths)] + [str(r[-1])]).rstrip()
+                     for r in [headers, *rows])
 
 
 @cli.command()
@@ -135,6 +181,8 @@ def env(as_json):
         click.echo(json.dumps(info, indent=2, default=str))
         return
     for key, value in info.items():
+        if key == "cuda_build":
+            value = f"{value} (the CUDA release torch was built with; cuda_available says whether a GPU can run)"
         click.echo(f"{key}: {value}")
 
 

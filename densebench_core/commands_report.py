@@ -30,13 +30,13 @@ def report(results_dir: Path) -> None:
 @click.argument("base_csv", type=click.Path(path_type=Path))
 @click.argument("new_csv", type=click.Path(path_type=Path))
 @click.option("--floor", "floor_pct", type=float, default=DEFAULT_FLOOR_PCT, show_default=True, metavar="PCT",
-              help="Smallest change (percent) ever called a regression; noisier rows get a wider allowance.")
+              help="Smallest change of the median latency (percent) ever called a regression.")
 @click.pass_context
 def compare(ctx: click.Context, base_csv: Path, new_csv: Path, floor_pct: float) -> None:
     """Compare two results CSVs (or results folders); exit code 1 if any row regressed.
 
-    A row regresses when its throughput drops, or its p50 latency rises, by more than
-    max(--floor, combined std/mean of the two rows' latencies).
+    A row regresses when its median latency rose significantly (a rank test on the raw latencies from the
+    results JSON beside each CSV, else the medians' 95% intervals) and by more than --floor.
     """
     from densebench_core.compare import compare_results
 

@@ -6,21 +6,16 @@ Matching
     one file are listed, not judged. A row that was ``ok`` in BASE and ``failed`` or ``timeout`` in NEW is a
     regression (it stopped working); ``ok`` -> ``skipped`` is listed only (the backend is unavailable here).
 
-Changes (NEW relative to BASE, percent)
-    throughput_ips, latency_p50_ms and peak_mem_mb: ``100 * (new / base - 1)``.
-
 The regression rule
-    Each row records the spread of its per-iteration latency as a coefficient of variation,
-    ``cv = latency_std_ms / latency_mean_ms``. The two rows' spreads are combined as independent errors,
-    ``noise = sqrt(cv_base**2 + cv_new**2)``, and the allowed change is ``threshold = max(floor, noise)`` with a
-    floor of 5% (``--floor``) so that quiet measurements do not flag tiny differences. A row is a regression when
+    The same rule as every verdict of the report (:mod:`densebench_core.significance`), NEW against BASE on the
+    median latency: NEW is slower when the difference is significant (a Mann-Whitney U rank test on the raw
+    per-iteration latencies when the results JSON is beside each CSV, else non-overlapping 95% intervals of the
+    medians, else the rows' combined std/mean for older CSVs) *and* larger than the noise floor. The floor is
+    ``--floor`` (default 5%: two runs also differ by what changed between them). A row timed while other programs
+    used the CPU is not judged (a warning names it). A significant change the other way is an improvement;
+    anything else is unchanged. Throughput and memory changes are shown, not judged.
 
-    * its throughput fell by more than the threshold (``change < -threshold``), or
-    * its p50 latency rose by more than the threshold (``change > +threshold``).
-
-    A missing std or mean counts as zero spread (the floor applies). Memory changes are shown, not judged.
-
-Exit code of the command: 1 when any row regressed, 0 otherwise; unreadable input is
+Exit code of the command: 1 when any row regressed or stopped working, 0 otherwise; unreadable input is
 :class:`~densebench_core.errors.BadInput` (exit code 2).
 """
 
@@ -30,12 +25,16 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from densebench_core import significance
 from densebench_core.errors import BadInput
-from densebench_core.report.data import CSV_NAME, KEY_COLUMNS, read_results_csv, row_key
+from densebench_core.report.analysis import latency_of
+from densebench_core.report.data import CSV_NAME, KEY_COLUMNS, load_csv_and_json, row_key
 
 DEFAULT_FLOOR_PCT = 5.0
 #: compare cannot judge a file without these
 REQUIRED = (*KEY_COLUMNS, "status", "throughput_ips", "latency_p50_ms")
+
+REGRESSION, IMPROVEMENT, UNCHANGED = "REGRESSION", "improved", "unchanged"
 
 
 def _finite(value) -> bool:
@@ -46,18 +45,6 @@ def _change_pct(base: float, new: float) -> float:
     if not (_finite(base) and _finite(new)) or base <= 0:
         return math.nan
     return 100.0 * (new / base - 1.0)
-
-
-def _cv(row: dict) -> float:
-    mean, std = row.get("latency_mean_ms"), row.get("latency_std_ms")
-    if _finite(mean) and _finite(std) and mean > 0:
-        return std / mean
-    return 0.0
-
-
-def threshold_pct(base_row: dict, new_row: dict, floor_pct: float = DEFAULT_FLOOR_PCT) -> float:
-    """The allowed change in percent: ``max(floor, 100 * sqrt(cv_base**2 + cv_new**2))``."""
-    return max(floor_pct, 100.0 * math.hypot(_cv(base_row), _cv(new_row)))
 
 
 @dataclass
@@ -76,13 +63,25 @@ class CompareRow:
     base_mem_mb: float
     new_mem_mb: float
     mem_change_pct: float
-    threshold_pct: float
-    #: why this row is a regression (empty: it is not)
-    reasons: list[str] = field(default_factory=list)
+    #: NEW against BASE (``ratio`` = base median / new median: below 1, NEW is slower)
+    comparison: significance.Comparison
+
+    @property
+    def verdict(self) -> str:
+        return {significance.SLOWER: REGRESSION, significance.FASTER: IMPROVEMENT}.get(
+            self.comparison.verdict, UNCHANGED
+        )
 
     @property
     def regression(self) -> bool:
-        return bool(self.reasons)
+        return self.verdict == REGRESSION
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why this row is a regression (empty: it is not)."""
+        if not self.regression:
+            return []
+        return [f"p50 latency {self.p50_change_pct:+.1f}% ({self.comparison.why()})"]
 
     @property
     def key(self) -> tuple:
@@ -99,6 +98,8 @@ class CompareResult:
     broken: list[tuple[tuple, str, str]] = field(default_factory=list)
     only_in_base: list[tuple] = field(default_factory=list)
     only_in_new: list[tuple] = field(default_factory=list)
+    #: the files among BASE and NEW without their results JSON (no raw samples, no kind of row)
+    without_json: list[Path] = field(default_factory=list)
 
     @property
     def regressions(self) -> list[CompareRow]:
@@ -117,18 +118,20 @@ class CompareResult:
         return format_table(self)
 
 
-def _load(path: Path | str, what: str) -> dict[tuple, dict]:
+def _load(path: Path | str, what: str) -> tuple[dict[tuple, dict], dict[tuple, dict], bool]:
+    """The file's rows by key (the last ok row of a configuration wins), its JSON extras by key, and whether the
+    JSON was there."""
     path = Path(path)
     if path.is_dir():  # a results folder works too
         path = path / CSV_NAME
-    frame = read_results_csv(path, required=REQUIRED, what=what)
+    results = load_csv_and_json(path, required=REQUIRED, what=what)
     rows: dict[tuple, dict] = {}
-    for record in frame.to_dict("records"):
+    for record in results.frame.to_dict("records"):
         key = row_key(record)
         # the last ok row of a configuration wins; a non-ok row never hides an ok one
         if record["status"] == "ok" or key not in rows or rows[key]["status"] != "ok":
             rows[key] = record
-    return rows
+    return rows, results.extras, results.json_path is not None
 
 
 def compare_results(base_csv: Path | str, new_csv: Path | str,
@@ -140,9 +143,10 @@ def compare_results(base_csv: Path | str, new_csv: Path | str,
     """
     if not _finite(floor_pct) or floor_pct < 0:
         raise BadInput(f"--floor must be a percentage of 0 or more, not {floor_pct}")
-    base = _load(base_csv, "BASE_CSV")
-    new = _load(new_csv, "NEW_CSV")
+    base, base_extras, base_json = _load(base_csv, "BASE_CSV")
+    new, new_extras, new_json = _load(new_csv, "NEW_CSV")
     result = CompareResult(Path(base_csv), Path(new_csv), floor_pct, rows=[])
+    result.without_json = [Path(p) for p, found in ((base_csv, base_json), (new_csv, new_json)) if not found]
     for key, b in base.items():
         n = new.get(key)
         if n is None:
@@ -153,8 +157,9 @@ def compare_results(base_csv: Path | str, new_csv: Path | str,
             if b["status"] == "ok":
                 result.broken.append((key, b["status"], n["status"]))
             continue
-        threshold = threshold_pct(b, n, floor_pct)
-        row = CompareRow(
+        comparison = significance.compare(latency_of(n, new_extras), latency_of(b, base_extras),
+                                          floor=floor_pct / 100.0)
+        result.rows.append(CompareRow(
             *key,
             base_throughput=b["throughput_ips"], new_throughput=n["throughput_ips"],
             throughput_change_pct=_change_pct(b["throughput_ips"], n["throughput_ips"]),
@@ -162,13 +167,8 @@ def compare_results(base_csv: Path | str, new_csv: Path | str,
             p50_change_pct=_change_pct(b["latency_p50_ms"], n["latency_p50_ms"]),
             base_mem_mb=b.get("peak_mem_mb", math.nan), new_mem_mb=n.get("peak_mem_mb", math.nan),
             mem_change_pct=_change_pct(b.get("peak_mem_mb", math.nan), n.get("peak_mem_mb", math.nan)),
-            threshold_pct=threshold,
-        )  # fmt: skip
-        if _finite(row.throughput_change_pct) and row.throughput_change_pct < -threshold:
-            row.reasons.append(f"throughput {row.throughput_change_pct:+.1f}%")
-        if _finite(row.p50_change_pct) and row.p50_change_pct > threshold:
-            row.reasons.append(f"p50 latency {row.p50_change_pct:+.1f}%")
-        result.rows.append(row)
+            comparison=comparison,
+        ))  # fmt: skip
     result.only_in_new = [k for k, n in new.items() if k not in base and n["status"] == "ok"]
     if not result.rows and not result.broken:
         raise BadInput(
@@ -195,31 +195,24 @@ def _key_text(key: tuple) -> str:
 
 
 def format_table(result: CompareResult) -> str:
-    """A fixed-width table of matched rows, then unmatched and broken rows, then a one-line verdict."""
-    show_image = len({r.image_size for r in result.rows}) > 1
-    show_device = len({r.device for r in result.rows}) > 1
-    headers = ["backend", "mode", "batch"] + (["image"] if show_image else []) + (["device"] if show_device else [])
-    headers += ["thr base", "thr new", "thr Δ", "p50 base ms", "p50 new ms", "p50 Δ", "mem Δ", "allowed", "verdict"]
-    lines = []
-    for r in sorted(result.rows, key=lambda r: (r.mode, r.backend, r.batch_size, str(r.image_size), r.device)):
-        cells = [r.backend, r.mode, str(r.batch_size)]
-        cells += ([str(r.image_size) if r.image_size is not None else "-"] if show_image else [])
-        cells += ([r.device] if show_device else [])
-        cells += [_num(r.base_throughput), _num(r.new_throughput), _pct(r.throughput_change_pct),
-                  _num(r.base_p50_ms), _num(r.new_p50_ms), _pct(r.p50_change_pct), _pct(r.mem_change_pct),
-                  f"±{r.threshold_pct:.1f}%", "REGRESSION" if r.regression else "ok"]  # fmt: skip
-        lines.append(cells)
-    widths = [max(len(h), *(len(c[i]) for c in lines)) if lines else len(h) for i, h in enumerate(headers)]
-    numeric = {i for i, h in enumerate(headers) if h not in ("backend", "mode", "device", "verdict")}
-
-    def fmt(cells):
-        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-    out = [f"base: {result.base_csv}", f"new:  {result.new_csv}", "", fmt(headers).rstrip(),
-           "  ".join("-" * w for w in widths)]  # fmt: skip
-    out += [fmt(cells).rstrip() for cells in lines]
-    out.append("")
-    out.append(f"thr = throughput (images/s); allowed = max({result.floor_pct:g}% floor, combined std/mean of both rows)")
+    """A fixed-width table of matched rows (when there are any), then unmatched and broken rows, then a verdict."""
+    out = [f"base: {result.base_csv}", f"new:  {result.new_csv}", ""]
+    if result.rows:
+        out += _matched_table(result) + [
+            "",
+            f"p50 Δ: new median latency vs base; new/base: base median over new with its 95% interval. A change "
+            f"counts when significant and beyond the {result.floor_pct:g}% floor; a row timed on a busy machine is "
+            "not judged.",
+        ]
+        for path in result.without_json:
+            out.append(f"note: no results JSON beside {path}: without raw samples the medians' intervals decide, "
+                       "and without the kind of each row (GPU- or host-bound, threads) the cautious noise floor of "
+                       "its device applies; compare the results folders for more")
+        busy = [r for r in result.rows if r.comparison.busy]
+        if busy:
+            out.append(f"warning: {len(busy)} row(s) not judged: other programs used the CPU while they were timed "
+                       f"({', '.join(_key_text(r.key) for r in busy[:4])}{', ...' if len(busy) > 4 else ''}); "
+                       "rerun on a quiet machine")
     for key, before, after in result.broken:
         tag = "REGRESSION" if after in ("failed", "timeout") else "note"
         out.append(f"{tag}: {_key_text(key)} was {before} in base, {after} in new")
@@ -227,11 +220,43 @@ def format_table(result: CompareResult) -> str:
         out.append("only in base (not compared): " + ", ".join(_key_text(k) for k in result.only_in_base))
     if result.only_in_new:
         out.append("only in new (not compared): " + ", ".join(_key_text(k) for k in result.only_in_new))
-    n_reg = len(result.regressions) + len(result.stopped_working)
-    if n_reg:
-        worst = ", ".join(f"{_key_text(r.key)} ({'; '.join(r.reasons)})" for r in result.regressions[:3])
-        worst += f", and {len(result.regressions) - 3} more" if len(result.regressions) > 3 else ""
-        out.append(f"{n_reg} regression(s) in {len(result.rows)} compared row(s)" + (f": {worst}" if worst else ""))
-    else:
-        out.append(f"no regressions in {len(result.rows)} compared row(s)")
+    out.append(_verdict_line(result))
     return "\n".join(out)
+
+
+def _matched_table(result: CompareResult) -> list[str]:
+    show_image = len({r.image_size for r in result.rows}) > 1
+    show_device = len({r.device for r in result.rows}) > 1
+    headers = ["backend", "mode", "batch"] + (["image"] if show_image else []) + (["device"] if show_device else [])
+    headers += ["p50 base ms", "p50 new ms", "p50 Δ", "new/base speed", "thr base", "thr new", "mem Δ", "verdict"]
+    lines = []
+    for r in sorted(result.rows, key=lambda r: (r.mode, r.backend, r.batch_size, str(r.image_size), r.device)):
+        cells = [r.backend, r.mode, str(r.batch_size)]
+        cells += ([str(r.image_size) if r.image_size is not None else "-"] if show_image else [])
+        cells += ([r.device] if show_device else [])
+        cells += [_num(r.base_p50_ms), _num(r.new_p50_ms), _pct(r.p50_change_pct), r.comparison.interval_text(),
+                  _num(r.base_throughput), _num(r.new_throughput), _pct(r.mem_change_pct), r.verdict]  # fmt: skip
+        lines.append(cells)
+    widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(headers)]
+    numeric = {i for i, h in enumerate(headers) if h not in ("backend", "mode", "device", "verdict")}
+
+    def fmt(cells):
+        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    return [fmt(headers).rstrip(), "  ".join("-" * w for w in widths)] + [fmt(cells).rstrip() for cells in lines]
+
+
+def _verdict_line(result: CompareResult) -> str:
+    slower, stopped = result.regressions, result.stopped_working
+    compared = f"{len(result.rows)} compared row{'s' if len(result.rows) != 1 else ''}"
+    if not slower and not stopped:
+        improved = sum(r.verdict == IMPROVEMENT for r in result.rows)
+        return f"no regressions in {compared}" + (f" ({improved} improved)" if improved else "")
+    parts = []
+    if slower:
+        worst = ", ".join(f"{_key_text(r.key)} ({'; '.join(r.reasons)})" for r in slower[:3])
+        worst += f", and {len(slower) - 3} more" if len(slower) > 3 else ""
+        parts.append(f"{len(slower)} of {compared} slower: {worst}")
+    if stopped:
+        parts.append(f"{len(stopped)} row{'s' if len(stopped) != 1 else ''} stopped working")
+    return f"{len(slower) + len(stopped)} regression(s): " + "; ".join(parts)

@@ -50,7 +50,8 @@ def collect(device: str | None = None) -> dict[str, Any]:
         "cpu_count": __import__("os").cpu_count(),
         "torch": torch.__version__,
         "cuda_available": torch.cuda.is_available(),
-        "cuda": torch.version.cuda,
+        # the CUDA release this torch was built with: present on a CUDA build even where no GPU or driver is
+        "cuda_build": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "torchvision": _version("torchvision"),
     }

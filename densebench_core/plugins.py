@@ -53,7 +53,7 @@ class BackendEntry:
             "requires_packages": list(info.requires_packages) if info else [],
             "stage": info.stage if info else None,
             "composable": info.composable if info else None,
-            "options": dict(info.options) if info else {},
+            "options": {key: option.schema() for key, option in info.options.items()} if info else {},
             "hooks": self.hooks,
         }
 
@@ -65,6 +65,8 @@ class PluginRegistry:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.entries: dict[str, BackendEntry] = {}
+        #: what loading found worth a word (e.g. DENSEBENCH_PLUGINS naming a backend that is not installed)
+        self.warnings: list[str] = []
 
     # -- loading -------------------------------------------------------------------------------------
     def add(self, name: str, plugin: Any, distribution: str, version: str) -> BackendEntry:
@@ -152,7 +154,14 @@ def build_registry(load_entry_points: bool = True) -> PluginRegistry:
     if not load_entry_points:
         return registry
     allowed = _allowed_names()
-    for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+    entry_points = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+    unknown = sorted((allowed or set()) - {ep.name for ep in entry_points} - set(registry.entries))
+    if unknown:
+        installed = ", ".join(ep.name for ep in entry_points) or "none"
+        registry.warnings.append(f"{ENV_PLUGINS} names {', '.join(map(repr, unknown))}, which "
+                                 f"{'is' if len(unknown) == 1 else 'are'} not installed (installed plugins: "
+                                 f"{installed})")
+    for ep in entry_points:
         if allowed is not None and ep.name not in allowed:
             continue
         dist = ep.dist.name if ep.dist else "?"

@@ -8,11 +8,53 @@ read it as it is.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 WAIT, WARMUP, ACTIVE = 1, 1, 3
 TOP_N = 10
+#: longest ``short_name`` of a profiler entry; the report's tables stay readable and the full name stays in the JSON
+SHORT_NAME_LIMIT = 60
+#: the range Inductor records around each call of a compiled graph; the hash tells a reader nothing
+_COMPILED_GRAPH = re.compile(r"##\s*Call CompiledFxGraph\b.*##")
+_OPEN = {"<": ">", "(": ")", "[": "]", "{": "}"}
+
+
+def short_name(name: str, limit: int = SHORT_NAME_LIMIT) -> str:
+    """A readable label for a profiler entry: a demangled C++ kernel's base name, without return type, namespaces,
+    template and function arguments; CUTLASS's wrapper named by its GEMM configuration; Inductor's
+    ``## Call CompiledFxGraph <hash> ##`` as ``compiled graph (Inductor)``. Plain names (``aten::conv2d``,
+    ``triton_poi_fused_add_relu_0``, ``Memcpy HtoD (Pageable -> Device)``) stay; any result is cut at ``limit``.
+    """
+    name = " ".join(str(name).split())
+    if _COMPILED_GRAPH.fullmatch(name):
+        return "compiled graph (Inductor)"
+    if len(name) > 4 and name.startswith("##") and name.endswith("##"):  # other record_function ranges
+        name = name.strip("# ")
+    cutlass = re.match(r"(?:void )?cutlass::Kernel2?<(\w+)>", name)
+    if cutlass:  # every CUTLASS GEMM is the same wrapper template: its argument says which GEMM it is
+        name = cutlass.group(1)
+    elif name.startswith("void ") or ("::" in name and ("(" in name or "<" in name)):  # a C++ signature
+        outer = _outside_brackets(name.replace("(anonymous namespace)::", ""))
+        qualified = outer.split()[-1] if outer.split() else name  # drops the return type (``void``)
+        parts = qualified.split("::")
+        # a generic last part (cuBLAS's ``gemvx::kernel``) keeps its namespace
+        name = "::".join(parts[-2:]) if parts[-1].lower() in ("kernel", "kernel2") else parts[-1]
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
+def _outside_brackets(text: str) -> str:
+    """``text`` without anything inside ``<>``, ``()``, ``[]`` or ``{}``; a stray ``>`` (as in ``->``) is text."""
+    out, stack = [], []
+    for ch in text:
+        if ch in _OPEN:
+            stack.append(_OPEN[ch])
+        elif stack and ch == stack[-1]:
+            stack.pop()
+        elif not stack:
+            out.append(ch)
+    return "".join(out)
 
 
 def _self_device_us(event) -> float:
@@ -29,6 +71,7 @@ def _top(events, key, kind: str) -> list[dict[str, Any]]:
     return [
         {
             "name": e.key,
+            "short_name": short_name(e.key),
             "kind": kind,
             "self_time_ms": key(e) / 1000.0 / ACTIVE,
             "self_time_pct": 100.0 * key(e) / total,
@@ -48,7 +91,18 @@ def is_device_activity(event) -> bool:
 
     if event.device_type != torch.autograd.DeviceType.CUDA:
         return False
-    return not (getattr(event, "is_user_annotation", False) or event.name.startswith("ProfilerStep#"))
+    # ``key``: the name on both a FunctionEvent and key_averages()'s FunctionEventAvg (which has no ``name``)
+    return not (getattr(event, "is_user_annotation", False) or event.key.startswith("ProfilerStep#"))
+
+
+def top_kernels(events) -> list[dict[str, Any]]:
+    """The GPU's own work from ``key_averages()``, largest self device time first, shares of the device's total.
+
+    Only device activities: a CPU operator (``aten::conv2d``) or a range (``## Call CompiledFxGraph … ##``) also
+    carries the device time of the kernels it launched, so listing it would count those kernels twice and hide
+    what ran, e.g. the Triton kernels inside a compiled graph.
+    """
+    return _top([e for e in events if is_device_activity(e)], _self_device_us, "cuda")
 
 
 def device_time_per_step(events, steps: int) -> tuple[float, float]:
@@ -83,7 +137,7 @@ def profile_step(step, ctx, profile_dir: Path) -> dict[str, Any]:
     cpu_ops = [e for e in events if not e.key.startswith("ProfilerStep")]
     summary = {
         "top_ops": _top(cpu_ops, lambda e: float(e.self_cpu_time_total), "cpu"),
-        "top_kernels": _top(cpu_ops, _self_device_us, "cuda") if ctx.is_cuda else [],
+        "top_kernels": top_kernels(events) if ctx.is_cuda else [],
         "traces": sorted(str(p) for p in set(profile_dir.iterdir()) - before),
         "steps": ACTIVE,
     }

@@ -5,7 +5,7 @@ Layout under the results directory::
     benchmark_results.csv        the latest run (replaced atomically after every row)
     benchmark_results.json       the same run: environment, config, rows with raw latencies
     runs/<run_id>/benchmark_results.csv, results.json, work/ (job specs, worker logs)
-    models/                      exported artifacts
+    models/<run_id>/             that run's exported artifacts
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ COLUMNS = [
     "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms", "latency_std_ms",
     "throughput_ips", "peak_mem_mb", "prepare_s", "max_abs_err", "cosine_sim", "top1_agree",
     "artifact_path", "artifact_mb", "iterations", "torch_version", "device_name", "timestamp",
-    # beyond the contract's columns
-    "weights", "options", "notes",
+    # then, in the contract's order, the columns of features added since
+    "weights", "options", "notes", "p50_ci_low_ms", "p50_ci_high_ms", "eval_images", "rel_err", "accuracy_ok",
 ]  # fmt: skip
 
 STATUSES = ("ok", "skipped", "failed", "timeout")
@@ -41,6 +41,8 @@ def new_run_id() -> str:
 def _cell(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             return ""
@@ -60,6 +62,8 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def check_writable(directory: Path) -> None:
     """Create ``directory`` if needed and prove it can be written, or raise BadInput."""
+    if directory.exists() and not directory.is_dir():
+        raise BadInput(f"{directory} is a file, not a directory: give a folder for the results")
     try:
         directory.mkdir(parents=True, exist_ok=True)
         probe = directory / f".densebench-write-test-{os.getpid()}"
@@ -78,7 +82,7 @@ class ResultsStore:
         self.run_dir = results_dir / "runs" / run_id
         self.run_dir.mkdir(parents=True, exist_ok=False)
         self.work_dir = self.run_dir / "work"
-        self.models_dir = results_dir / "models"
+        self.models_dir = results_dir / "models" / run_id
         self.environment = environment
         self.config = config
         self.rows: list[dict[str, Any]] = []

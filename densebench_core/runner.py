@@ -14,7 +14,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+#: how often the parent looks at a running child's phase: often enough for a live display (>= 1/s)
+POLL_S = 0.25
 
 
 @dataclass
@@ -32,11 +35,16 @@ class Job:
     min_iters: int
     min_time: float
     timeout: float
+    max_time: float | None = None
+    ci_target: float | None = None
+    eval_images: int = 256
     seed: int = 0
-    options: dict[str, dict[str, str]] = field(default_factory=dict)
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
     export: bool = False
     models_dir: str | None = None
     profile_dir: str | None = None
+    #: where workers of one run share what they compute once (the stand-in weights)
+    cache_dir: str | None = None
 
     @property
     def slug(self) -> str:
@@ -63,8 +71,36 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def run_job(job: Job, work_dir: Path) -> dict[str, Any]:
-    """Run ``job`` in a child process; always returns a result dict with at least status and reason."""
+def _read_phase(phase_path: Path, last: str) -> str:
+    """The child's phase file; ``last`` while it is absent or caught mid-write (the worker truncates, then writes)."""
+    try:
+        return phase_path.read_text().strip() or last
+    except OSError:
+        return last
+
+
+def _wait(proc: subprocess.Popen, timeout: float, started: float, phase_path: Path,
+          on_wait: Callable[[str, float], None] | None) -> int:
+    """``proc.wait(timeout)`` in short polls, telling ``on_wait(phase, elapsed seconds)`` after each."""
+    phase = "starting"
+    while True:
+        left = started + timeout - time.monotonic()
+        if left <= 0:
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        try:
+            return proc.wait(timeout=min(POLL_S, left))
+        except subprocess.TimeoutExpired:
+            if on_wait is not None:
+                phase = _read_phase(phase_path, phase)
+                on_wait(phase, time.monotonic() - started)
+
+
+def run_job(job: Job, work_dir: Path, on_wait: Callable[[str, float], None] | None = None) -> dict[str, Any]:
+    """Run ``job`` in a child process; always returns a result dict with at least status and reason.
+
+    ``on_wait(phase, elapsed_s)``, if given, is called about every :data:`POLL_S` seconds while the child runs,
+    with the phase the worker last wrote (``"starting"`` before it wrote any).
+    """
     work_dir.mkdir(parents=True, exist_ok=True)
     job_path = work_dir / f"{job.slug}.job.json"
     result_path = work_dir / f"{job.slug}.result.json"
@@ -86,7 +122,7 @@ def run_job(job: Job, work_dir: Path) -> dict[str, Any]:
         )
         started = time.monotonic()
         try:
-            returncode = proc.wait(timeout=job.timeout)
+            returncode = _wait(proc, job.timeout, started, phase_path, on_wait)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             phase = phase_path.read_text() if phase_path.exists() else "starting"

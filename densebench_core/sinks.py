@@ -9,7 +9,8 @@ Tags in the run, with ``<row>`` = ``<backend>/<mode>/bs<N>``:
 
 - ``<row>/latency_ms``: per-iteration latency of the timed loop (step = iteration)
 - ``<row>/throughput_ips``, ``latency_p50_ms``, ``latency_p99_ms``, ``peak_mem_mb``, ``prepare_s``,
-  ``accuracy/max_abs_err``, ``accuracy/cosine_sim``, ``accuracy/top1_agree``: the row's summary (step 0)
+  ``accuracy/max_abs_err``, ``accuracy/cosine_sim``, ``accuracy/top1_agree``, ``accuracy/rel_err``: the row's
+  summary (step 0)
 - ``<backend>/<mode>/by_batch_size/<metric>``: the same summaries with step = batch size, so each backend
   draws a curve against batch size; the CUSTOM SCALARS tab overlays those curves of all backends.
 """
@@ -31,6 +32,7 @@ SCALAR_FIELDS = {
     "max_abs_err": "accuracy/max_abs_err",
     "cosine_sim": "accuracy/cosine_sim",
     "top1_agree": "accuracy/top1_agree",
+    "rel_err": "accuracy/rel_err",
 }
 #: summaries also drawn against batch size (``<backend>/<mode>/by_batch_size/<field>``)
 BY_BATCH_FIELDS = ("throughput_ips", "latency_p50_ms", "latency_p99_ms", "peak_mem_mb", "prepare_s")
@@ -148,7 +150,12 @@ class TensorBoardScalars:
 
 
 class _LateBound:
-    """Creates the real sink at the first row, when the run id is known."""
+    """Creates the real sink at the first ok row, when the run id is known.
+
+    Not at the first row of any status: a run where nothing was measured must leave no TensorBoard run behind
+    (an empty run in the runs list, with a custom-scalars layout and nothing to draw). Rows before the first ok
+    one are dropped; the sink writes ok rows only.
+    """
 
     def __init__(self, factory) -> None:
         self.factory = factory
@@ -156,6 +163,8 @@ class _LateBound:
 
     def on_row(self, row: dict[str, Any]) -> None:
         if self.sink is None:
+            if row.get("status") != "ok":
+                return
             self.sink = self.factory(row["run_id"])
         self.sink.on_row(row)
 

@@ -23,9 +23,11 @@ from typing import Any
 
 from densebench_core import accuracy
 from densebench_core.context import RunContext
-from densebench_core.measure import measure_latency
+from densebench_core.machine_load import Window, loadavg
+from densebench_core.measure import launch_time_ms, measure_latency
 from densebench_core.model import build_model, make_inputs, make_targets
 from densebench_core.plugins import build_registry, missing_requirements
+from densebench_core.significance import HOST_BOUND_SHARE
 from densebench_core.stats import summarize
 
 HIGH_SPREAD_CV = 0.10
@@ -63,14 +65,6 @@ def bind(fn, **kwargs):
     if names is None:
         return functools.partial(raw, **kwargs)
     return functools.partial(raw, **{k: v for k, v in kwargs.items() if k in names})
-
-
-def _first_tensor(output):
-    if isinstance(output, (list, tuple)):
-        return output[0]
-    if isinstance(output, dict):
-        return next(iter(output.values()))
-    return output
 
 
 def _peak_memory_mb(ctx) -> float:
@@ -115,14 +109,16 @@ def run_job(job: dict[str, Any], set_phase) -> dict[str, Any]:
         if why:
             raise Skip(f"{name}: {why}")
 
-    # -- model, inputs and the fp32 reference ---------------------------------------------------------
+    # -- model, inputs and the fp32 reference on the evaluation set ---------------------------------------
     set_phase("building model")
-    model = build_model(job["weights"], ctx.seed)
+    model = build_model(job["weights"], ctx.seed, ctx.image_size, job.get("cache_dir"))
     inputs = make_inputs(ctx.batch_size, ctx.image_size, ctx.seed).to(device)
-    reference = None
+    reference = eval_batches = None
     if not ctx.training:
         set_phase("computing the fp32 reference")
-        reference = accuracy.reference_output(model, inputs, device)
+        eval_batches = accuracy.evaluation_batches(job.get("eval_images", 256), ctx.batch_size, ctx.image_size,
+                                                   ctx.seed)
+        reference = accuracy.reference_outputs(model, eval_batches, device)
     if ctx.training:
         model.train()
         ctx.targets = make_targets(ctx.batch_size, ctx.seed).to(device)
@@ -139,10 +135,15 @@ def run_job(job: dict[str, Any], set_phase) -> dict[str, Any]:
             # preparing, so a reset just before the timed loop would leave that memory out
             torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
-        for name in members:
-            found, new_inputs = registry.call(name, "prepare_inputs", inputs=inputs, ctx=ctx)
-            if found and new_inputs is not None:
-                inputs = new_inputs
+
+        def prepare_inputs(batch):
+            for name in members:
+                found, new_batch = registry.call(name, "prepare_inputs", inputs=batch, ctx=ctx)
+                if found and new_batch is not None:
+                    batch = new_batch
+            return batch
+
+        inputs = prepare_inputs(inputs)
         for name in members:
             found, new_model = registry.call(
                 name, "prepare_model", model=model, example_inputs=inputs, ctx=ctx
@@ -170,12 +171,18 @@ def run_job(job: dict[str, Any], set_phase) -> dict[str, Any]:
 
         # -- measurement --------------------------------------------------------------------------------
         set_phase("measuring")
+        load = {"cpu_count": os.cpu_count(), "loadavg_before": loadavg()}
+        window = Window.start()
         latencies = measure_latency(
             step,
             cuda_device=device if ctx.is_cuda else None,
             min_iters=job["min_iters"],
             min_time_s=job["min_time"],
+            max_time_s=job.get("max_time"),
+            target_rel_ci=job.get("ci_target"),
         )
+        load.update(loadavg_after=loadavg(), other_cpu_cores=window.other_cores())
+        result["load"] = load
         result["peak_mem_mb"] = _peak_memory_mb(ctx)
         problems = []
         for name in members:
@@ -193,16 +200,34 @@ def run_job(job: dict[str, Any], set_phase) -> dict[str, Any]:
             latency_std_ms=stats.std_ms,
             throughput_ips=stats.throughput_ips,
             iterations=stats.iterations,
+            p50_ci_low_ms=stats.p50_ci_low_ms,
+            p50_ci_high_ms=stats.p50_ci_high_ms,
             latencies_ms=latencies,
         )
+        ctx.notes.extend(stats.notes)
+        # what sets how far apart two processes' timings of this row can be (densebench_core.significance):
+        # on CUDA who waits for whom, on the CPU how many threads run the step
+        if ctx.is_cuda:
+            result["launch_ms"] = launch_time_ms(step, ctx.synchronize)
+            result["host_bound"] = result["launch_ms"] >= HOST_BOUND_SHARE * stats.p50_ms
+        else:
+            result["threads"] = torch.get_num_threads()
         if stats.cv > HIGH_SPREAD_CV:
             ctx.notes.append(f"high spread: std is {stats.cv:.0%} of the mean")
 
-        # -- accuracy against the fp32 reference --------------------------------------------------------
+        # -- accuracy: the evaluation set through the backend, against the fp32 reference ----------------
         if reference is not None:
             set_phase("checking accuracy")
-            output = _first_tensor(step())
-            result.update(accuracy.compare(output, reference))
+            outputs = accuracy.backend_outputs(
+                lambda batch: bind(step_fn, model=model, inputs=prepare_inputs(batch.to(device)), ctx=ctx)(),
+                eval_batches,
+            )
+            metrics = accuracy.compare(outputs, reference)
+            kind = accuracy.arithmetic(ctx.precision, device.type)
+            ok, why = accuracy.judge(metrics, kind)
+            result.update(metrics, accuracy_ok=ok, accuracy_tolerance=kind)
+            if why:
+                ctx.notes.append(why)
 
         # -- export -------------------------------------------------------------------------------------
         if job.get("export") and not ctx.training and ctx.models_dir is not None:

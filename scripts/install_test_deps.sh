@@ -4,7 +4,7 @@
 set -euo pipefail
 python3 -m pip install -q \
   "torch==2.14.1" "torchvision==0.29.1" \
-  "pluggy>=1.3" "click>=8.1" "pandas>=2.0" "tensorboard>=2.14" "matplotlib>=3.7" numpy \
+  "pluggy>=1.3" "click>=8.1" "pandas>=2.0" "tensorboard>=2.14" "matplotlib>=3.7" numpy "scipy>=1.10" "tqdm>=4.60" \
   "setuptools>=70" wheel "pytest>=7" "nox>=2024.3" ruff \
   torch-tb-profiler
 if ! command -v chromium >/dev/null 2>&1; then

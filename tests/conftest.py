@@ -13,7 +13,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 #: small, fast measurement settings for CPU tests
 TINY = ["--device", "cpu", "--batch-sizes", "1", "--image-size", "32", "--warmup", "1",
-        "--min-iters", "3", "--min-time", "0", "--no-profile"]  # fmt: skip
+        "--min-iters", "3", "--min-time", "0", "--eval-images", "8", "--no-profile"]  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -24,23 +24,43 @@ def test_quick_run_exits_0_with_ok_builtin_rows(quick_run):
     assert set(by_backend) == {"baseline", "channels_last", "fp16"}
     for row in rows:
         assert row["status"] == "ok", row["reason"]
-        for column in ("latency_p50_ms", "throughput_ips", "max_abs_err", "cosine_sim", "top1_agree"):
+        for column in ("latency_p50_ms", "p50_ci_low_ms", "p50_ci_high_ms", "throughput_ips", "max_abs_err",
+                       "cosine_sim", "top1_agree", "rel_err", "eval_images"):
             assert row[column] != "", column
-    for row in by_backend["channels_last"]:
-        assert float(row["cosine_sim"]) > 0.999
+        assert float(row["p50_ci_low_ms"]) <= float(row["latency_p50_ms"]) <= float(row["p50_ci_high_ms"])
+        assert row["accuracy_ok"] == "true", row
+        assert int(row["iterations"]) >= 10 and row["latency_p90_ms"] != ""  # quick: enough for the median and p90
+        assert row["latency_p99_ms"] == "" or int(row["iterations"]) >= 100
     assert {r["precision"] for r in by_backend["fp16"]} == {"fp16"}
 
 
-def test_fp16_exports_its_weights(quick_run):
+def test_fp16_exports_its_weights_once_per_run(quick_run):
     _, rows, out = quick_run
-    artifacts = {r["artifact_path"] for r in rows if r["backend"] == "fp16"}
-    assert len(artifacts) == 1
-    path = artifacts.pop()
-    assert path.startswith(str(out / "R" / "models"))
+    fp16 = [r for r in rows if r["backend"] == "fp16"]
+    assert len(fp16) == 2 and len({r["artifact_path"] for r in fp16}) == 1  # both batch sizes, one file
+    relative = fp16[0]["artifact_path"]
+    assert relative == f"models/{fp16[0]['run_id']}/fp16_fp16_state_dict.pt"  # relative to the results folder
+    models = out / "R" / "models" / fp16[0]["run_id"]
+    assert [p.name for p in models.iterdir()] == ["fp16_fp16_state_dict.pt"]  # written once, not once per row
+    logs = sorted((out / "R" / "runs" / fp16[0]["run_id"] / "work").glob("fp16_*.job.json"))
+    assert [json.loads(p.read_text())["export"] for p in logs] == [True, False]
     import torch
 
-    state = torch.load(path, weights_only=True)
+    state = torch.load(out / "R" / relative, weights_only=True)
     assert all(t.dtype == torch.float16 for t in state.values() if t.is_floating_point())
+
+
+def test_a_second_run_keeps_the_first_runs_artifacts(quick_run, tmp_path):
+    _, rows, out = quick_run
+    first = out / "R" / next(r["artifact_path"] for r in rows if r["backend"] == "fp16")
+    before = first.read_bytes()
+    proc = run_densebench("run", "--backend", "fp16", "--device", "cpu", "--batch-sizes", "1", "--image-size", "32",
+                          "--min-iters", "2", "--min-time", "0", "--eval-images", "4", "--no-profile",
+                          "--output-dir", str(out / "R"), "--log-dir", str(tmp_path / "l"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    [second] = read_rows(out / "R" / "benchmark_results.csv")
+    assert second["artifact_path"] != str(first.relative_to(out / "R"))
+    assert first.read_bytes() == before and (out / "R" / second["artifact_path"]).is_file()
 
 
 def test_quantize_is_an_alias_of_fp16(tmp_path):
@@ -70,3 +90,11 @@ def test_env_json_describes_the_machine():
     import torch
 
     assert info["torch"] == torch.__version__ and "cudnn" in info and "gpus" in info
+
+
+def test_the_run_settings_name_what_all_meant(quick_run):
+    _, _, out = quick_run
+    config = json.loads((out / "R" / "benchmark_results.json").read_text())["config"]
+    assert config["all_backends"] is True and config["backends"] == ["baseline", "channels_last", "fp16"]
+    settings = (out / "R" / "report.md").read_text().split("### Run settings", 1)[1]
+    assert "backends | ['baseline', 'channels_last', 'fp16']" in settings and "[]" not in settings.split("\n")[4]

@@ -30,6 +30,12 @@ def assert_bad_input(proc, *words):
         (["--backend", "channels_last+fp16+channels_last"], ["twice"]),
         (["--backend", "baseline", "--backend-option", "nonsense"], ["BACKEND.KEY=VALUE"]),
         (["--backend", "baseline", "--min-iters", "0"], ["--min-iters"]),
+        (["--backend", "baseline", "--timeout", "0"], ["--timeout must be > 0, not 0"]),
+        (["--backend", "baseline", "--min-time", "-1"], ["--min-time must be >= 0, not -1"]),
+        (["--backend", "baseline", "--min-time", "5", "--max-time", "1"], ["--max-time", "--min-time"]),
+        (["--backend", "baseline", "--eval-images", "0"], ["--eval-images must be >= 1"]),
+        (["--backend", "baseline", "--ci-target", "0"], ["--ci-target must be > 0"]),
+        (["--backend", "fp16", "--backend-option", "fp16.level=3"], ["backend 'fp16' has no option 'level'"]),
         ([], ["--backend", "--all"]),
         (["--all", "--backend", "fp16"], ["not both"]),
         (["--backend", "baseline", "--no-such-flag"], ["--no-such-flag"]),
@@ -40,6 +46,70 @@ def test_bad_run_arguments(tmp_path, args, words):
     proc = run_densebench("run", *args, "--output-dir", str(tmp_path / "r"))
     assert_bad_input(proc, *words)
     assert not (tmp_path / "r" / "benchmark_results.csv").exists()
+
+
+@pytest.fixture(scope="module")
+def bad_weights(tmp_path_factory):
+    """Files a user might pass as --weights by mistake, each of a kind densebench must refuse up front."""
+    from torchvision.models import densenet121, resnet18
+
+    folder = tmp_path_factory.mktemp("weights")
+    (folder / "notes.txt").write_text("these are not weights\n")
+    scripted = torch.jit.trace(torch.nn.Linear(2, 2), torch.ones(1, 2))
+    torch.jit.save(scripted, str(folder / "model.pt"))
+    torch.save(resnet18().state_dict(), folder / "resnet18.pt")
+    torch.save(densenet121(num_classes=10).state_dict(), folder / "densenet_10_classes.pt")
+    torch.save({"weights": [1, 2, 3]}, folder / "not_tensors.pt")
+    return folder
+
+
+@pytest.mark.parametrize("name, words", [
+    ("notes.txt", ["notes.txt", "cannot be loaded as a state dict with weights_only=True", "not a file torch.save"]),
+    ("model.pt", ["model.pt", "TorchScript archive, not a state dict"]),
+    ("resnet18.pt", ["not a DenseNet-121 state dict", "missing"]),
+    ("densenet_10_classes.pt", ["not a DenseNet-121 state dict", "classifier.weight", "(10, 1024)"]),
+    ("not_tensors.pt", ["not a state dict of tensors"]),
+    (".", ["is a directory"]),
+])  # fmt: skip
+def test_bad_weights_files_are_refused_before_any_worker(tmp_path, bad_weights, name, words):
+    results = tmp_path / "r"
+    good = run_densebench("run", "--backend", "baseline", *TINY, "--output-dir", str(results),
+                          "--log-dir", str(tmp_path / "l"))
+    assert good.returncode == 0, good.stderr
+    before = (results / "benchmark_results.csv").read_text()
+    proc = run_densebench("run", "--backend", "baseline", *TINY, "--weights", str(bad_weights / name),
+                          "--output-dir", str(results), "--log-dir", str(tmp_path / "l"))
+    assert_bad_input(proc, *words)
+    assert "unsafe" not in proc.stderr and "weights_only=False" not in proc.stderr  # never advise loading unsafely
+    assert (results / "benchmark_results.csv").read_text() == before
+    assert len(list((results / "runs").iterdir())) == 1  # no run was started
+    assert proc.stdout == ""
+
+
+def test_a_real_densenet_state_dict_is_accepted(tmp_path):
+    from densebench_core.model import build_model
+
+    path = tmp_path / "mine.pt"
+    torch.save({"state_dict": build_model("random", 5, 32).state_dict()}, path)
+    proc = run_densebench("run", "--backend", "baseline", *TINY, "--weights", str(path),
+                          "--output-dir", str(tmp_path / "r"), "--log-dir", str(tmp_path / "l"))
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_options_for_a_backend_not_in_the_run_get_a_warning(tmp_path):
+    proc = run_densebench("run", "--backend", "baseline", *TINY, "--backend-option", "fp16.nothing=1",
+                          "--output-dir", str(tmp_path / "r"), "--log-dir", str(tmp_path / "l"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == ("densebench: warning: --backend-option fp16.nothing ignored: backend 'fp16' "
+                                   "is not in this run")
+
+
+def test_a_file_as_output_directory(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    proc = run_densebench("run", "--backend", "baseline", *TINY, "--output-dir", str(blocker))
+    assert_bad_input(proc, "a-file is a file, not a directory")
+    assert blocker.read_text() == "not a directory"
 
 
 def test_unwritable_output_directory(tmp_path):

@@ -188,6 +188,7 @@ def test_docker_path_gpu_backend_and_exit_code(tmp_path):
     result = run(["--gpu-enabled", "true", "--runtime", "docker", "--no-tensorboard", "--output-dir",
                   str(tmp_path / "out"), "--", "--backend", "jit", "--quick"], env)  # fmt: skip
     assert result.returncode == 1, "densebench's exit code is passed on"
+    assert "results:     " in result.stdout and "exit status: 1" in result.stdout, "a failed row still has results"
     calls = docker_calls(tmp_path)
     assert not [c for c in calls if "up" in c["args"]], "--no-tensorboard starts no service"
     assert compose_call(calls, "build")["args"][-1] == "bench"
@@ -287,21 +288,48 @@ def assert_local_run(result, tmp_path: Path) -> None:
     assert "densebench tensorboard --log-dir" in result.stdout and "http://127.0.0.1:6006" in result.stdout
 
 
-@pytest.mark.slow
-def test_local_runtime_reuses_installed_venv(tmp_path):
-    """--runtime auto with no engine, DENSEBENCH_VENV = this interpreter's environment (densebench installed)."""
+def reusable_venv(tmp_path: Path) -> Path:
+    """This interpreter's environment when the script would reuse it (densebench installed), else skip."""
     prefix = Path(sys.prefix)
     # the script's own reuse check (-I: not from the current folder); else it would pip install into this env
     probe = subprocess.run([str(prefix / "bin" / "python"), "-I", "-c", "import densebench_core, torch_tb_profiler"],
                            capture_output=True, cwd=tmp_path)  # fmt: skip
     if not os.access(prefix / "bin" / "densebench", os.X_OK) or probe.returncode != 0:
         pytest.skip("this environment lacks densebench or torch-tb-profiler; the script would pip install into it")
+    return prefix
+
+
+@pytest.mark.slow
+def test_local_runtime_reuses_installed_venv(tmp_path):
+    """--runtime auto with no engine, DENSEBENCH_VENV = this interpreter's environment (densebench installed)."""
+    prefix = reusable_venv(tmp_path)
     env = fake_path(tmp_path, docker=NO_ENGINE_DOCKER)
     env["DENSEBENCH_VENV"] = str(prefix)
     result = run(local_run_args(tmp_path), env, cwd=tmp_path, timeout=600)
     assert f"no Docker engine reachable: running locally in {prefix}" in result.stdout
     assert "reusing" in result.stdout
     assert_local_run(result, tmp_path)
+
+
+def test_local_runtime_bad_densebench_input_names_no_earlier_results(tmp_path):
+    """densebench exits 2 (unknown backend): the results folder holds an earlier run's files, which the summary
+    must not present as this run's."""
+    env = fake_path(tmp_path, docker=NO_ENGINE_DOCKER)
+    env["DENSEBENCH_VENV"] = str(reusable_venv(tmp_path))
+    results = tmp_path / "results"
+    results.mkdir()
+    earlier = {"benchmark_results.csv": "run_id,backend\nearlier,baseline\n", "report.md": "# earlier run\n"}
+    for name, text in earlier.items():
+        (results / name).write_text(text)
+    args = local_run_args(tmp_path)
+    args[args.index("baseline")] = "no-such-backend"
+    result = run(args, env, cwd=tmp_path, timeout=300)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "running: densebench run" in result.stdout, "densebench itself ran and rejected the input"
+    assert "no-such-backend" in result.stderr and "Traceback" not in result.stderr
+    for word in ("results:", "report:", "logs:", "tensorboard", "benchmark_results.csv", "report.md", "exit status"):
+        assert word not in result.stdout, (word, result.stdout)
+    assert {name: (results / name).read_text() for name in earlier} == earlier
 
 
 @pytest.mark.slow

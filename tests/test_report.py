@@ -12,8 +12,10 @@ import math
 import re
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -21,36 +23,58 @@ from densebench_core.commands_report import report as report_command
 from densebench_core.errors import BadInput
 from densebench_core.report import build_report
 from densebench_core.results import COLUMNS
+from densebench_core.significance import Latency, rank
+from densebench_core.stats import summarize
 from densebench_core.testing import write_rows
 
 REPO = Path(__file__).resolve().parents[1]
 
-# name: (overhead ms, ms per image, prepare s, max_abs_err, cosine, top1, std/mean)
+# name: (overhead ms, ms per image, prepare s, max_abs_err, rel_err, top1, std/mean)
 INFERENCE = {
-    "baseline": (5.0, 2.0, 0.1, 0.0, 1.0, 1.0, 0.02),
-    "channels_last": (1.0, 2.2, 0.3, 1e-6, 1.0, 1.0, 0.03),
-    "fp16": (8.0, 0.5, 2.0, 2e-3, 0.99995, 0.97, 0.04),
-    "channels_last+amp+compile": (3.0, 1.0, 40.0, 1e-3, 0.99999, 1.0, 0.02),
+    "baseline": (5.0, 2.0, 0.1, 0.0, 0.0, 1.0, 0.02),
+    "baseline_alias": (5.0, 2.0, 0.1, 0.0, 0.0, 1.0, 0.02),  # the same backend under another name: always tied
+    "channels_last": (1.0, 2.2, 0.3, 1e-6, 1e-5, 1.0, 0.03),
+    "compile": (1.0, 2.21, 1.0, 1e-6, 1e-5, 1.0, 0.03),  # within the noise floor of channels_last: tied at batch 1
+    "fp16": (8.0, 0.5, 2.0, 2e-3, 0.02, 0.97, 0.04),
+    "channels_last+amp+compile": (3.0, 1.0, 40.0, 1e-3, 0.01, 1.0, 0.02),
 }
 TRAINING = {  # no baseline in this mode on purpose
     "channels_last": (4.0, 6.0, 0.3, None, None, None, 0.05),
     "amp": (9.0, 3.0, 0.5, None, None, None, 0.05),
 }
 BATCHES = (1, 32, 256)
+SAMPLES = 200
+
+
+def latencies(backend, mode, batch, mean, cv) -> list[float]:
+    """Seeded per-iteration latencies around ``mean`` with spread ``cv``, different for every row."""
+    seed = zlib.crc32(f"{backend}/{mode}/{batch}".encode())
+    return list(mean * np.random.default_rng(seed).lognormal(0.0, cv, SAMPLES))
 
 
 def model_row(backend, mode, batch, params, image_size=224, device="cuda"):
-    overhead, per_image, prepare, err, cos, top1, cv = params
-    mean = overhead + per_image * batch
+    overhead, per_image, prepare, err, rel, top1, cv = params
+    samples = latencies(backend, mode, batch, overhead + per_image * batch, cv)
+    stats = summarize(samples, batch)
     return {
         "run_id": "r1", "backend": backend, "mode": mode, "device": device, "batch_size": batch,
         "image_size": image_size, "precision": "fp32", "status": "ok", "reason": "",
-        "latency_p50_ms": mean * 0.98, "latency_p90_ms": mean * 1.05, "latency_p99_ms": mean * 1.2,
-        "latency_mean_ms": mean, "latency_std_ms": mean * cv, "throughput_ips": batch * 1000.0 / mean,
+        "latency_p50_ms": stats.p50_ms, "latency_p90_ms": stats.p90_ms, "latency_p99_ms": stats.p99_ms,
+        "latency_mean_ms": stats.mean_ms, "latency_std_ms": stats.std_ms, "throughput_ips": stats.throughput_ips,
+        "p50_ci_low_ms": stats.p50_ci_low_ms, "p50_ci_high_ms": stats.p50_ci_high_ms,
         "peak_mem_mb": 100 + (2 if backend == "fp16" else 4) * batch, "prepare_s": prepare, "max_abs_err": err,
-        "cosine_sim": cos, "top1_agree": top1, "iterations": 50, "torch_version": "2.x", "device_name": "Test GPU",
-        "timestamp": "2026-01-01T00:00:00",
+        "rel_err": rel, "cosine_sim": None if rel is None else 1 - rel**2 / 2, "top1_agree": top1,
+        "accuracy_ok": None if rel is None else "true", "eval_images": None if rel is None else 256,
+        "iterations": SAMPLES, "torch_version": "2.x", "device_name": "Test GPU", "timestamp": "2026-01-01T00:00:00",
+        "latencies_ms": samples, "host_bound": False,  # GPU-bound rows (in the JSON): the general floor
     }  # fmt: skip
+
+
+def expected_ranking(rows, mode, batch) -> list[list[str]]:
+    """The rule's ranking of the ok rows at (mode, batch), computed from the rows and their raw samples."""
+    at = {r["backend"]: Latency.of_row(r, r["latencies_ms"], host_bound=r["host_bound"]) for r in rows
+          if r["status"] == "ok" and r["mode"] == mode and r["batch_size"] == batch}  # fmt: skip
+    return rank(at)
 
 
 def not_ok_row(backend, mode, batch, status, reason):
@@ -106,9 +130,9 @@ def built(tmp_path_factory):
     rows = full_rows()
     write_csv(directory, rows)
     profiles = {  # a JSON companion with profiles for two rows, shaped as the runner writes it
-        ("baseline", 256): [("aten::convolution", 61.0, "cuda"), ("aten::cat", 12.0, "cuda"),
-                            ("aten::empty", 3.0, "cpu")],
-        ("fp16", 256): [("aten::cudnn_convolution", 55.0, "cuda"), ("aten::native_batch_norm", 20.0, "cpu")],
+        ("baseline", 256): [("nvjet_sm90_hsh_64x16_64x16_2x4_h_bz_TNT", 61.0, "cuda"),
+                            ("CatArrayBatchedCopy_vectorized", 12.0, "cuda"), ("aten::empty", 3.0, "cpu")],
+        ("fp16", 256): [("bn_fw_inf_1C11_kernel_NCHW", 55.0, "cuda"), ("aten::native_batch_norm", 20.0, "cpu")],
     }  # fmt: skip
     json_rows = []
     for row in rows:
@@ -158,44 +182,70 @@ def test_every_referenced_plot_exists_and_is_a_png(built):
     assert not any(n.startswith(("speedup_training", "accuracy_training")) for n in names)
 
 
-def test_fastest_backend_per_batch_size_matches_the_csv(built):
-    _, written, rows, _ = built
-    expected = {}
-    for row in rows:
-        if row["status"] == "ok":
-            key = (row["mode"], int(row["batch_size"]))
-            if key not in expected or float(row["throughput_ips"]) > float(expected[key]["throughput_ips"]):
-                expected[key] = row
-    assert len({r["backend"] for r in expected.values()}) > 1, "test data should have more than one winner"
+def names(cell: str) -> list[str]:
+    """```a`**, **`b`** and **`c`**`` -> ["a", "b", "c"]."""
+    return re.findall(r"`([^`]+)`", cell)
+
+
+def test_fastest_backend_per_batch_size_follows_the_rule(built):
+    _, written, _, _ = built
+    rows = full_rows()
+    expected = {(mode, batch): expected_ranking(rows, mode, batch)[0]
+                for mode in ("inference", "training") for batch in BATCHES}  # fmt: skip
+    assert len({g[0] for g in expected.values()}) > 1, "test data should have more than one winner"
+    assert any(len(g) > 1 for g in expected.values()), "test data should have ties"
 
     table = table_rows(section(written["report_md"].read_text(), "Fastest backend per batch size"))
-    named = {(r[0], int(r[1])): unquote(r[2]) for r in table}
-    assert named == {k: v["backend"] for k, v in expected.items()}
-    assert {(w["mode"], w["batch_size"]): w["backend"] for w in written["fastest"]} == named
+    named = {(r[0], int(r[1])): names(r[2]) for r in table}
+    assert named == expected
+    assert {(w["mode"], w["batch_size"]): [w["backend"], *w["tied"]] for w in written["fastest"]} == named
     # the prose agrees with the table
     analysis = section(written["report_md"].read_text(), "Performance Analysis")
-    for (mode, batch), row in expected.items():
-        assert f"At batch size {batch}, `{row['backend']}` is fastest" in analysis
     html = written["report_html"].read_text()
-    for (mode, batch), row in expected.items():
-        assert f"At batch size {batch}, <code>{row['backend']}</code> is fastest" in html
+    for (mode, batch), group in expected.items():
+        prose = section(analysis, mode.capitalize())
+        line = next(line for line in prose.splitlines() if line.startswith(f"- At batch size {batch},"))
+        if len(group) == 1:
+            assert line.startswith(f"- At batch size {batch}, **`{group[0]}`** is fastest")
+            assert f"At batch size {batch}, <strong><code>{group[0]}</code></strong> is fastest" in html
+        else:
+            assert "are fastest, tied" in line and all(f"**`{n}`**" in line for n in group), (group, line)
+
+
+def test_the_baseline_under_another_name_is_tied_with_it_everywhere(built):
+    _, written, _, _ = built
+    summary = table_rows(section(written["report_md"].read_text(), "Summary"))
+    alias = [r for r in summary if unquote(r[0]) == "baseline_alias" and r[1] == "inference"]
+    assert len(alias) == len(BATCHES)
+    assert all(r[6].startswith("≈ ") for r in alias)  # no significant difference from the baseline
+    for (mode, batch) in [("inference", b) for b in BATCHES]:
+        groups = expected_ranking(full_rows(), mode, batch)
+        assert any({"baseline", "baseline_alias"} <= set(g) for g in groups)
+
+
+def test_speedups_carry_their_interval(built):
+    _, written, _, _ = built
+    summary = table_rows(section(written["report_md"].read_text(), "Summary"))
+    fp16 = next(r for r in summary if unquote(r[0]) == "fp16" and r[2] == "256")
+    match = re.search(r"([\d.]+)× \[([\d.]+)–([\d.]+)\]", fp16[6])
+    assert match, fp16[6]
+    point, low, high = map(float, match.groups())
+    assert low < point < high
 
 
 def test_serving_choices_follow_the_data(built):
     _, written, rows, _ = built
-    inference = [r for r in rows if r["status"] == "ok" and r["mode"] == "inference"]
-    smallest = min(int(r["batch_size"]) for r in inference)
-    largest = max(int(r["batch_size"]) for r in inference)
-    latency_pick = min((r for r in inference if int(r["batch_size"]) == smallest),
-                       key=lambda r: float(r["latency_p50_ms"]))  # fmt: skip
-    throughput_pick = max((r for r in inference if int(r["batch_size"]) == largest),
-                          key=lambda r: float(r["throughput_ips"]))  # fmt: skip
-    assert latency_pick["backend"] != throughput_pick["backend"], "test data should need two answers"
+    rows = full_rows()
+    smallest, largest = min(BATCHES), max(BATCHES)
+    latency_pick = expected_ranking(rows, "inference", smallest)[0]
+    throughput_pick = expected_ranking(rows, "inference", largest)[0]
+    assert latency_pick[0] != throughput_pick[0], "test data should need two answers"
     choose = section(written["report_md"].read_text(), "Which to choose")
-    assert f"**Latency-bound serving** (batch {smallest}, inference): `{latency_pick['backend']}`" in choose
-    assert f"**Throughput-bound serving** (batch {largest}, inference): `{throughput_pick['backend']}`" in choose
-    if float(throughput_pick["top1_agree"]) < 1:  # its accuracy cost is stated
-        assert f"{100 * float(throughput_pick['top1_agree']):.1f}%" in choose
+    assert f"**Latency-bound serving** (batch {smallest}, inference): **`{latency_pick[0]}`**" in choose
+    assert f"**Throughput-bound serving** (batch {largest}, inference): **`{throughput_pick[0]}`**" in choose
+    pick = next(r for r in rows if r["backend"] == throughput_pick[0] and r["batch_size"] == largest)
+    if float(pick["top1_agree"]) < 1:  # its accuracy cost is stated
+        assert f"{100 * float(pick['top1_agree']):.1f}%" in choose
 
 
 def test_break_even_is_computed_from_prepare_time_and_speed(built):
@@ -259,15 +309,16 @@ def test_gpu_busy_table_and_host_bound_rows_come_from_profile_and_latency(built)
 
 
 def test_no_baseline_single_batch_and_nan_cells(tmp_path):
-    rows = [model_row(b, "inference", 8, p) for b, p in INFERENCE.items() if b != "baseline"]
-    rows[0]["max_abs_err"] = rows[0]["cosine_sim"] = rows[0]["top1_agree"] = None  # not measured
+    rows = [model_row(b, "inference", 8, p) for b, p in INFERENCE.items() if not b.startswith("baseline")]
+    for key in ("max_abs_err", "cosine_sim", "top1_agree", "rel_err", "accuracy_ok", "eval_images"):
+        rows[0][key] = None  # not measured
     rows[1]["peak_mem_mb"] = "nan"
-    write_csv(tmp_path, rows)
+    write_csv(tmp_path, rows)  # no JSON: the verdicts come from the CSV's intervals
     written = build_report(tmp_path)
     markdown = written["report_md"].read_text()
     assert "No ok `baseline` row" in markdown
-    fastest = max(rows, key=lambda r: r["throughput_ips"])["backend"]
-    assert [w["backend"] for w in written["fastest"]] == [fastest]
+    csv_only = {r["backend"]: Latency.of_row(r) for r in rows}
+    assert [[w["backend"], *w["tied"]] for w in written["fastest"]] == [rank(csv_only)[0]]
     assert all(p.is_file() for p in written["plots"])
     assert not any(p.name.startswith("speedup") for p in written["plots"])
     summary = section(markdown, "Summary")

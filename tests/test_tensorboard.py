@@ -132,8 +132,9 @@ def test_event_reader_finds_the_scalar_tags_of_every_ok_row(tb_run):
     tags = set(accumulator.Tags()["scalars"])
     for row in ok:
         prefix = f"{row['backend']}/{row['mode']}/bs{row['batch_size']}"
-        expected = [f"{prefix}/{name}" for name in ("latency_ms", "throughput_ips", "latency_p50_ms",
-                                                     "latency_p99_ms", "accuracy/cosine_sim")]  # fmt: skip
+        names = ["latency_ms", "throughput_ips", "latency_p50_ms", "accuracy/cosine_sim", "accuracy/rel_err"]
+        names += ["latency_p99_ms"] if row["latency_p99_ms"] else []  # reported from 100 samples only
+        expected = [f"{prefix}/{name}" for name in names]
         expected.append(f"{row['backend']}/{row['mode']}/by_batch_size/throughput_ips")
         assert not set(expected) - tags, f"{prefix}: missing {sorted(set(expected) - tags)}"
         latencies = accumulator.Scalars(f"{prefix}/latency_ms")
@@ -162,6 +163,39 @@ def test_one_tensorboard_run_per_densebench_run_and_one_hparams_session_per_back
     row = ok[0]
     session = multiplexer.GetAccumulator(f"{run_id}/hparams/{row['backend']}/{row['mode']}")
     assert f"hparam/bs{row['batch_size']}/throughput_ips" in session.Tags()["scalars"]
+
+
+def _training_run(tmp_path: Path, batch_size: str) -> tuple[Path, list[dict], str]:
+    """fp16 then baseline in training mode: fp16 does not train (skipped); baseline fails at batch 1 (batch norm
+    cannot train on one value per channel, the 1x1 map at 32 px) and is ok at batch 2. (log dir, rows, run id)"""
+    logs = tmp_path / "logs"
+    proc = run_densebench("run", "--backend", "fp16", "--backend", "baseline", "--mode", "training",
+                          "--device", "cpu", "--batch-sizes", batch_size, "--image-size", "32", "--warmup", "1",
+                          "--min-iters", "3", "--min-time", "0", "--no-profile", "--no-export",
+                          "--output-dir", str(tmp_path / "results"), "--log-dir", str(logs), timeout=600)  # fmt: skip
+    rows = read_rows(tmp_path / "results" / "benchmark_results.csv")
+    assert proc.returncode == (1 if batch_size == "1" else 0), proc.stdout + proc.stderr[-2000:]
+    [run_id] = {r["run_id"] for r in rows}
+    return logs, rows, run_id
+
+
+def test_a_run_without_an_ok_row_leaves_no_tensorboard_run(tmp_path):
+    logs, rows, run_id = _training_run(tmp_path, "1")
+    assert [r["status"] for r in rows] == ["skipped", "failed"]
+    assert not (logs / "scalars" / run_id).exists()
+    assert not (logs / "scalars").exists() or not any((logs / "scalars").iterdir())
+
+
+def test_the_tensorboard_run_starts_at_the_first_ok_row(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logs, rows, run_id = _training_run(tmp_path, "2")
+    assert [(r["backend"], r["status"]) for r in rows] == [("fp16", "skipped"), ("baseline", "ok")]
+    accumulator = EventAccumulator(str(logs / "scalars" / run_id))
+    accumulator.Reload()
+    tags = accumulator.Tags()["scalars"]
+    assert "baseline/training/bs2/latency_ms" in tags and not [t for t in tags if t.startswith("fp16/")]
+    assert (logs / "scalars" / run_id / "hparams" / "baseline" / "training").is_dir()
 
 
 # -- (b) the real `densebench tensorboard` -----------------------------------------------------------------

@@ -15,6 +15,6 @@ def backend_info():
     return BackendInfo(
         description="fp32 eager PyTorch, the reference",
         modes=("inference", "training"),
-        stage="compiler",
+        stage=None,
         composable=False,
     )

@@ -17,6 +17,7 @@ def backend_info():
         description="weights and activations in float16 (alias: quantize)",
         modes=("inference",),
         stage="precision",
+        artifact_per_batch_size=False,  # the same weights whatever the batch size
     )
 
 

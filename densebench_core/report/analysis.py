@@ -1,22 +1,25 @@
 """Numbers the report states, computed from the rows only: no backend is named here unless the data names it.
 
 Rows are grouped into *scenarios*: one (mode, device, image size). Within a scenario each batch size is compared
-with the ``baseline`` row (fp32 eager, the reference) of the same batch size.
+with the ``baseline`` row (fp32 eager, the reference) of the same batch size. Every verdict (faster, slower, tied)
+comes from :mod:`densebench_core.significance`, on median latencies, with the raw samples where the JSON has them.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
+from densebench_core import significance
+from densebench_core.machine_load import is_busy
+from densebench_core.profiling import short_name
+from densebench_core.significance import Comparison, Latency
+
 BASELINE = "baseline"
-#: a winner whose lead over the runner-up is smaller than the rows' combined spread is "within noise"
-NOISE_FLOOR = 0.02
-#: cosine similarity below this, or any top-1 disagreement, is called an accuracy cost in the text
-COSINE_OK = 0.9999
 
 
 def isnum(value: Any) -> bool:
@@ -108,74 +111,108 @@ def break_even_images(prepare_s: float, baseline_ips: float, ips: float) -> floa
     return prepare_s / saved_per_image
 
 
-def with_baseline(ok: pd.DataFrame) -> pd.DataFrame:
-    """Add ``baseline_ips``, ``baseline_p50_ms``, ``baseline_mem_mb``, ``speedup``, ``mem_delta_pct``,
-    ``break_even_images``, ``cv`` and ``one_minus_cos`` columns (NaN where no baseline row matches)."""
+def latency_of(row: dict[str, Any], extras: dict[tuple, dict[str, Any]]) -> Latency:
+    """A row's latency for :mod:`significance`: its raw samples and machine load from the JSON when there."""
+    from densebench_core.report.data import row_key
+
+    extra = extras.get(row_key(row)) or {}
+    samples = extra.get("latencies_ms")
+    samples = samples if isinstance(samples, list) and all(isnum(s) for s in samples) else None
+    return Latency.of_row(row, samples, busy=is_busy(extra.get("load")), host_bound=extra.get("host_bound"),
+                          threads=extra.get("threads"))
+
+
+def with_baseline(ok: pd.DataFrame, extras: dict[tuple, dict[str, Any]] | None = None) -> pd.DataFrame:
+    """Add ``latency`` (a :class:`Latency`), ``busy``, the baseline's ``baseline_ips``, ``baseline_p50_ms``,
+    ``baseline_mem_mb``, ``speedup`` (baseline median latency / the row's) with ``speedup_low``/``speedup_high``
+    (95% interval) and ``vs_baseline`` (``faster``/``slower``/``tie``), ``mem_delta_pct``, ``break_even_images``
+    and ``cv`` (NaN where no baseline row matches)."""
     out = ok.copy()
+    extras = extras or {}
+    out["latency"] = [latency_of(r, extras) for r in out.to_dict("records")]
+    out["busy"] = [lat.busy for lat in out["latency"]]
     base = out[out["backend"] == BASELINE][["mode", "device", "image_size", "batch_size", "throughput_ips",
-                                            "latency_p50_ms", "peak_mem_mb"]].copy()  # fmt: skip
+                                            "latency_p50_ms", "peak_mem_mb", "latency"]].copy()  # fmt: skip
     base = base.rename(columns={"throughput_ips": "baseline_ips", "latency_p50_ms": "baseline_p50_ms",
-                                "peak_mem_mb": "baseline_mem_mb"})  # fmt: skip
+                                "peak_mem_mb": "baseline_mem_mb", "latency": "baseline_latency"})  # fmt: skip
     for frame in (out, base):
         frame["_img"] = frame["image_size"].fillna(-1)
     base = base.drop(columns="image_size")
     out = out.merge(base, how="left", on=["mode", "device", "_img", "batch_size"]).drop(columns="_img")
-    out["speedup"] = out["throughput_ips"] / out["baseline_ips"]
+    versus = [significance.compare(lat, b) if isinstance(b, Latency) and name != BASELINE else None
+              for name, lat, b in zip(out["backend"], out["latency"], out["baseline_latency"])]
+    out["speedup"] = [c.ratio if c else (1.0 if name == BASELINE else math.nan)
+                      for name, c in zip(out["backend"], versus)]
+    out["speedup_low"] = [c.ratio_low if c else math.nan for c in versus]
+    out["speedup_high"] = [c.ratio_high if c else math.nan for c in versus]
+    out["vs_baseline"] = [c.verdict if c else None for c in versus]
     out["mem_delta_pct"] = 100.0 * (out["peak_mem_mb"] / out["baseline_mem_mb"] - 1.0)
     out["break_even_images"] = [
         math.nan if b == BASELINE else break_even_images(p, bi, i)
         for b, p, bi, i in zip(out["backend"], out["prepare_s"], out["baseline_ips"], out["throughput_ips"])
     ]
     out["cv"] = [cv(r) for r in out.to_dict("records")]
-    out["one_minus_cos"] = (1.0 - out["cosine_sim"]).clip(lower=0.0)  # float rounding can give 1 + 1e-16
-    return out
+    return out.drop(columns="baseline_latency")
 
 
 @dataclass
-class Winner:
+class Ranking:
+    """The rows of one batch size, fastest first, grouped by :func:`significance.rank`."""
+
     scenario: Scenario
     batch_size: int
-    backend: str
-    throughput_ips: float
-    speedup: float  # vs baseline, NaN without one
-    runner_up: str | None
-    runner_up_ips: float
-    lead_pct: float  # how much faster than the runner-up, percent
-    noise_pct: float  # combined spread of the two rows, percent
-    candidates: int
+    records: dict[str, dict[str, Any]]  # by backend
+    groups: list[list[str]]
 
     @property
-    def within_noise(self) -> bool:
-        return self.runner_up is not None and self.lead_pct <= self.noise_pct
+    def best(self) -> dict[str, Any]:
+        return self.records[self.groups[0][0]]
+
+    @property
+    def tied(self) -> list[str]:
+        """The backends tied with the fastest (no significant difference from it)."""
+        return self.groups[0][1:]
+
+    @property
+    def runner_up(self) -> dict[str, Any] | None:
+        """The fastest backend that the fastest is significantly faster than."""
+        return self.records[self.groups[1][0]] if len(self.groups) > 1 else None
+
+    @property
+    def lead(self) -> Comparison | None:
+        """The fastest against the runner-up."""
+        other = self.runner_up
+        return None if other is None else significance.compare(self.best["latency"], other["latency"])
+
+    def order(self) -> list[str]:
+        return [name for group in self.groups for name in group]
 
 
-def _noise_pct(a: float, b: float) -> float:
-    a = a if isnum(a) else 0.0
-    b = b if isnum(b) else 0.0
-    return 100.0 * max(NOISE_FLOOR, math.sqrt(a * a + b * b))
+def ranking(rows: pd.DataFrame, scenario: Scenario, batch_size: int, eligible=None) -> Ranking | None:
+    """The backends at ``batch_size`` ranked by median latency with ties (rows already :func:`with_baseline`).
 
-
-def fastest(rows: pd.DataFrame, scenario: Scenario) -> list[Winner]:
-    """The highest-throughput backend at each batch size of ``scenario`` (rows already with_baseline)."""
-    winners = []
+    :param eligible: a predicate on a row; rows failing it are left out (e.g. failed accuracy checks).
+    """
     mine = rows_of(rows, scenario)
-    for batch in sorted(mine["batch_size"].unique()):
-        at = mine[(mine["batch_size"] == batch) & mine["throughput_ips"].notna()]
-        if at.empty:
-            continue
-        ranked = at.sort_values("throughput_ips", ascending=False, kind="stable")
-        top = ranked.iloc[0]
-        second = ranked.iloc[1] if len(ranked) > 1 else None
-        winners.append(Winner(
-            scenario=scenario, batch_size=int(batch), backend=top["backend"],
-            throughput_ips=float(top["throughput_ips"]), speedup=float(top["speedup"]),
-            runner_up=None if second is None else second["backend"],
-            runner_up_ips=math.nan if second is None else float(second["throughput_ips"]),
-            lead_pct=math.nan if second is None else 100.0 * (top["throughput_ips"] / second["throughput_ips"] - 1),
-            noise_pct=math.nan if second is None else _noise_pct(top["cv"], second["cv"]),
-            candidates=len(ranked),
-        ))  # fmt: skip
-    return winners
+    at = [r for r in mine[mine["batch_size"] == batch_size].to_dict("records")
+          if isinstance(r.get("latency"), Latency) and (eligible is None or eligible(r))]
+    if not at:
+        return None
+    records = {r["backend"]: r for r in at}
+    groups = significance.rank({name: r["latency"] for name, r in records.items()})
+    return Ranking(scenario, int(batch_size), records, groups)
+
+
+def fastest(rows: pd.DataFrame, scenario: Scenario) -> list[Ranking]:
+    """The ranking at each batch size of ``scenario``, smallest batch first."""
+    mine = rows_of(rows, scenario)
+    rankings = (ranking(rows, scenario, batch) for batch in sorted(mine["batch_size"].unique()))
+    return [r for r in rankings if r is not None]
+
+
+def accuracy_failed(row: dict[str, Any]) -> bool:
+    """Whether the row's answers are outside the tolerance of its arithmetic (``accuracy_ok`` false)."""
+    return str(row.get("accuracy_ok")).lower() == "false"
 
 
 @dataclass
@@ -183,24 +220,33 @@ class Pick:
     """A recommendation for one kind of serving, with what it costs, all from the rows."""
 
     kind: str  # "latency" or "throughput"
-    scenario: Scenario
-    batch_size: int
-    row: dict[str, Any]
-    runner_up: dict[str, Any] | None
-    within_noise: bool
+    ranking: Ranking
     #: the best option that keeps top-1 agreement with the baseline, when the pick does not
     exact_alternative: dict[str, Any] | None = None
     caveats: list[str] = field(default_factory=list)
 
+    @property
+    def scenario(self) -> Scenario:
+        return self.ranking.scenario
+
+    @property
+    def batch_size(self) -> int:
+        return self.ranking.batch_size
+
+    @property
+    def row(self) -> dict[str, Any]:
+        return self.ranking.best
+
 
 def accuracy_cost(row: dict[str, Any]) -> str | None:
     """A phrase for a row's accuracy cost, or None when it matches the baseline (or was not measured)."""
-    parts = []
+    if accuracy_failed(row):
+        return (f"fails the accuracy check (rel_err {row.get('rel_err'):.3g}, top-1 agreement "
+                f"{100 * row['top1_agree']:.1f}%)" if isnum(row.get("rel_err")) and isnum(row.get("top1_agree"))
+                else "fails the accuracy check")
     if isnum(row.get("top1_agree")) and row["top1_agree"] < 1.0:
-        parts.append(f"agrees with the baseline's top-1 class on {100 * row['top1_agree']:.1f}% of inputs")
-    if isnum(row.get("cosine_sim")) and row["cosine_sim"] < COSINE_OK:
-        parts.append(f"cosine similarity {row['cosine_sim']:.5f}")
-    return ", ".join(parts) or None
+        return f"agrees with the baseline's top-1 class on {100 * row['top1_agree']:.1f}% of the evaluation images"
+    return None
 
 
 def _lossless(row: dict[str, Any]) -> bool:
@@ -208,31 +254,21 @@ def _lossless(row: dict[str, Any]) -> bool:
 
 
 def pick(rows: pd.DataFrame, scenario: Scenario, kind: str) -> Pick | None:
-    """Latency-bound: lowest p50 at the smallest batch size. Throughput-bound: highest throughput at the largest."""
+    """Latency-bound: the fastest at the smallest batch size. Throughput-bound: the fastest at the largest.
+
+    Rows that fail the accuracy check are never recommended.
+    """
     mine = rows_of(rows, scenario)
     if mine.empty:
         return None
-    if kind == "latency":
-        batch = mine["batch_size"].min()
-        at = mine[mine["batch_size"] == batch]
-        metric = "latency_p50_ms" if at["latency_p50_ms"].notna().any() else "latency_mean_ms"
-        at = at[at[metric].notna()].sort_values(metric, ascending=True, kind="stable")
-    else:
-        batch = mine["batch_size"].max()
-        at = mine[mine["batch_size"] == batch]
-        metric = "throughput_ips"
-        at = at[at[metric].notna()].sort_values(metric, ascending=False, kind="stable")
-    if at.empty:
+    batch = mine["batch_size"].min() if kind == "latency" else mine["batch_size"].max()
+    ranked = ranking(rows, scenario, batch, eligible=lambda r: not accuracy_failed(r))
+    if ranked is None:
         return None
-    records = at.to_dict("records")
-    best, second = records[0], (records[1] if len(records) > 1 else None)
-    within = False
-    if second is not None:
-        lead = abs(best[metric] / second[metric] - 1.0) * 100.0 if second[metric] else math.inf
-        within = lead <= _noise_pct(best["cv"], second["cv"])
-    result = Pick(kind, scenario, int(batch), best, second, within)
-    if not _lossless(best):
-        result.exact_alternative = next((r for r in records[1:] if _lossless(r)), None)
+    result = Pick(kind, ranked)
+    if not _lossless(result.row):
+        result.exact_alternative = next((ranked.records[n] for n in ranked.order()[1:]
+                                         if _lossless(ranked.records[n])), None)
     return result
 
 
@@ -248,8 +284,10 @@ def backend_summary(rows: pd.DataFrame, scenario: Scenario) -> list[dict[str, An
             "backend": backend,
             "batch_sizes": [int(b) for b in g["batch_size"]],
             "speedup_min": g["speedup"].min(), "speedup_max": g["speedup"].max(),
-            "max_abs_err": g["max_abs_err"].max(), "cosine_min": g["cosine_sim"].min(),
-            "top1_min": g["top1_agree"].min(),
+            "verdicts": [r["vs_baseline"] for r in records],
+            "max_abs_err": g["max_abs_err"].max(), "rel_err_max": g["rel_err"].max(),
+            "top1_min": g["top1_agree"].min(), "accuracy_failed": [int(r["batch_size"]) for r in records
+                                                                   if accuracy_failed(r)],
             "mem_delta_pct_max": g["mem_delta_pct"].max(), "mem_delta_pct_min": g["mem_delta_pct"].min(),
             "peak_mem_mb_max": g["peak_mem_mb"].max(),
             "prepare_s": g["prepare_s"].max(),
@@ -262,15 +300,26 @@ def backend_summary(rows: pd.DataFrame, scenario: Scenario) -> list[dict[str, An
     return summary
 
 
+#: names of host-side entries that JSON files written before the kernel list held only device work have under
+#: "cuda": CPU operators and ranges (they carry the device time of the kernels they launched), never kernels
+_HOST_SIDE = re.compile(r"aten::|##|ProfilerStep#|Optimizer\.|CompiledFunction|Torch-Compiled Region")
+
+
 def top_operators(profile: Any, kind: str, limit: int = 5) -> list[dict[str, Any]]:
-    """The ``limit`` largest entries of ``kind`` ("cpu" or "cuda") from a JSON row's profile summary."""
+    """The ``limit`` largest entries of ``kind`` ("cpu" or "cuda") from a JSON row's profile summary.
+
+    Each has a ``short_name`` to show (computed from ``name`` for files that predate it); "cuda" holds device
+    work only, also for older files.
+    """
     if not isinstance(profile, dict):
         return []
     entries = []
     for list_name in ("top_ops", "top_kernels"):
         for op in profile.get(list_name) or []:
             if isinstance(op, dict) and op.get("name") and (op.get("kind") or "cpu") == kind:
-                entries.append(op)
+                if kind == "cuda" and _HOST_SIDE.match(str(op["name"])):
+                    continue
+                entries.append({**op, "short_name": op.get("short_name") or short_name(op["name"])})
     seen, unique = set(), []
     for op in sorted(entries, key=lambda o: -(o.get("self_time_pct") or 0.0)):
         if op["name"] not in seen:

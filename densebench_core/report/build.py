@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from densebench_core import significance
 from densebench_core.report import analysis, plots
 from densebench_core.report.analysis import BASELINE, Pick, Scenario, isnum
 from densebench_core.report.data import Results, load_results
@@ -62,7 +63,8 @@ def images(value: Any) -> str:
         return "never"
     if not isnum(value):
         return "—"
-    return f"{math.ceil(value):,} images"
+    count = math.ceil(value)
+    return f"{count:,} image{'s' if count != 1 else ''}"
 
 
 def agree(value: Any) -> str:
@@ -82,7 +84,8 @@ def build_report(results_dir: Path | str) -> dict[str, Any]:
 
     Returns a dict with ``report_md`` and ``report_html`` (Paths), ``plots`` (list of Paths), ``fastest`` (one dict
     per scenario and batch size: mode, device, image_size, batch_size, backend, throughput_ips), ``choices``
-    (latency- and throughput-bound picks) and ``counts`` (rows per status). Raises
+    (latency- and throughput-bound picks), each with the backends ``tied`` with it, and ``counts`` (rows per
+    status). Raises
     :class:`~densebench_core.errors.BadInput` when the folder or its CSV is missing or unreadable.
     """
     results = load_results(results_dir)
@@ -91,7 +94,7 @@ def build_report(results_dir: Path | str) -> dict[str, Any]:
     ok, duplicates = analysis.dedupe_ok(frame)
     if duplicates:
         results.notes.append(f"{duplicates} ok row(s) measured the same configuration twice; the last one is used.")
-    rows = analysis.with_baseline(ok) if not ok.empty else ok
+    rows = analysis.with_baseline(ok, results.extras) if not ok.empty else ok
     scenarios = analysis.scenarios(rows) if not ok.empty else []
     colour = plots.colours(list(dict.fromkeys(rows["backend"]))) if not ok.empty else {}
 
@@ -135,12 +138,13 @@ def build_report(results_dir: Path | str) -> dict[str, Any]:
         "fastest": [
             {"mode": w.scenario.mode, "device": w.scenario.device,
              "image_size": int(w.scenario.image_size) if isnum(w.scenario.image_size) else None,
-             "batch_size": w.batch_size, "backend": w.backend, "throughput_ips": w.throughput_ips}
+             "batch_size": w.batch_size, "backend": w.best["backend"], "tied": list(w.tied),
+             "throughput_ips": w.best["throughput_ips"], "latency_p50_ms": w.best["latency_p50_ms"]}
             for ws in winners.values() for w in ws
         ],
         "choices": {
-            kind: [{"scenario": p.scenario.label, "batch_size": p.batch_size, "backend": p.row["backend"]}
-                   for p in picks]
+            kind: [{"scenario": p.scenario.label, "batch_size": p.batch_size, "backend": p.row["backend"],
+                    "tied": list(p.ranking.tied)} for p in picks]
             for kind, picks in choices.items()
         },
         "counts": dict(counts),
@@ -172,31 +176,58 @@ def _intro(doc: Doc, results: Results, counts: Counter, rows: pd.DataFrame, scen
         doc.para("**No backend produced a measurement**, so there is nothing to compare; the reasons are listed "
                  "under \"Skipped and failed runs\" below.")
         return
+    busy = [r for r in rows.to_dict("records") if r.get("busy")]
+    if busy:
+        doc.para(f"**Warning: the machine was busy.** Other programs used the CPU while {len(busy)} of "
+                 f"{len(rows)} rows were timed ({_and(_row_names(busy[:6]))}"
+                 f"{', ...' if len(busy) > 6 else ''}). Their timings say more about the other programs than about "
+                 "the backends, so they are **not judged**: no verdict calls them faster or slower than anything "
+                 "(they count as tied). Rerun on a quiet machine.")
     items = []
     for p in choices["latency"]:
         if p.scenario.mode == "inference" or len(scenarios) == 1:
-            items.append(f"Lowest latency ({p.scenario.label}, batch {p.batch_size}): **{code(p.row['backend'])}** "
-                         f"at {num(p.row['latency_p50_ms'], ' ms')} p50" + _tie(p))
+            items.append(f"Lowest latency ({p.scenario.label}, batch {p.batch_size}): {_winners(p.ranking)} "
+                         f"at {num(p.row['latency_p50_ms'], ' ms')} p50")
     for p in choices["throughput"]:
-        items.append(f"Highest throughput ({p.scenario.label}, batch {p.batch_size}): **{code(p.row['backend'])}** "
-                     f"at {num(p.row['throughput_ips'], ' img/s')}" + _vs_base(p.row) + _tie(p))
+        items.append(f"Highest throughput ({p.scenario.label}, batch {p.batch_size}): {_winners(p.ranking)} "
+                     f"at {num(p.row['throughput_ips'], ' img/s')}" + _vs_base(p.row))
     if BASELINE not in set(rows["backend"]):
         items.append("No ok `baseline` row: speed-ups and break-even points cannot be computed.")
+    failing = [r for r in rows.to_dict("records") if analysis.accuracy_failed(r)]
+    if failing:
+        items.append(f"Outside the accuracy tolerance (never recommended): {_and(_row_names(failing))}.")
     if items:
         doc.heading(1, "At a glance")
         doc.bullets(items)
 
 
-def _tie(p: Pick) -> str:
-    if p.within_noise and p.runner_up is not None:
-        return f" (within measurement spread of {code(p.runner_up['backend'])})"
-    return ""
+def _row_names(records: list[dict]) -> list[str]:
+    return [f"{code(r['backend'])} batch {int(r['batch_size'])}" for r in records]
+
+
+def _winners(ranked: analysis.Ranking) -> str:
+    """``**`a`**``, or ``**`a`**, tied with `b` and `c`,`` when the fastest group holds several."""
+    text = f"**{code(ranked.best['backend'])}**"
+    if ranked.tied:
+        text += f" (tied with {_and([code(n) for n in ranked.tied])}: no significant difference)"
+    return text
 
 
 def _vs_base(row: dict) -> str:
     if row["backend"] == BASELINE or not isnum(row.get("speedup")):
         return ""
-    return f", {times(row['speedup'])} baseline"
+    return f", {speedup(row)} the baseline"
+
+
+def speedup(row: dict) -> str:
+    """``1.83× [1.79–1.88]`` (median-latency ratio over the baseline's, with its 95% interval), or ``—``."""
+    if row.get("backend") == BASELINE:
+        return "1 (reference)"
+    if not isnum(row.get("speedup")):
+        return "—"
+    if isnum(row.get("speedup_low")) and isnum(row.get("speedup_high")):
+        return f"{times(row['speedup'])} [{row['speedup_low']:.2f}–{row['speedup_high']:.2f}]"
+    return times(row["speedup"])
 
 
 def _summary(doc: Doc, rows: pd.DataFrame, scenarios: list[Scenario]) -> None:
@@ -204,24 +235,39 @@ def _summary(doc: Doc, rows: pd.DataFrame, scenarios: list[Scenario]) -> None:
     if rows.empty:
         doc.para("No ok rows.")
         return
-    doc.para("All ok rows, fastest first within each mode and batch size. Speed-up and accuracy are relative to "
-             "the fp32 eager `baseline` at the same batch size; break-even is the number of images after which the "
-             "backend's prepare time is paid back by its speed-up (\"never\": not faster than the baseline).")
-    headers = ["Backend", "Mode", "Batch", "p50 (ms)", "p99 (ms)", "Throughput (img/s)", "Speed-up",
-               "Peak mem (MB)", "Prepare (s)", "Max abs err", "Cosine", "Top-1 agree", "Break-even"]  # fmt: skip
+    doc.para("All ok rows, fastest (lowest median latency) first within each mode and batch size. p50 comes with "
+             "its 95% confidence interval; a percentile is shown only from enough samples (p99: 100). Speed-up is "
+             "the fp32 eager `baseline`'s median latency over the row's at the same batch size, with its 95% "
+             "interval; \"≈\" marks no significant difference from the baseline. Accuracy is measured on the "
+             "seeded evaluation set against the fp32 reference; break-even is the number of images after which "
+             "the backend's prepare time is paid back by its speed-up (\"never\": not faster than the baseline).")
+    headers = ["Backend", "Mode", "Batch", "p50 (ms) [95% CI]", "p99 (ms)", "Throughput (img/s)", "Speed-up",
+               "Peak mem (MB)", "Prepare (s)", "rel_err", "Top-1 agree", "Accuracy", "Break-even"]  # fmt: skip
     table = []
     for scenario in scenarios:
-        mine = analysis.rows_of(rows, scenario)
-        mine = mine.sort_values(["batch_size", "throughput_ips"], ascending=[True, False], kind="stable")
-        for r in mine.to_dict("records"):
-            table.append([
-                code(r["backend"]), scenario.label, str(int(r["batch_size"])), num(r["latency_p50_ms"]),
-                num(r["latency_p99_ms"]), num(r["throughput_ips"]), times(r["speedup"]), num(r["peak_mem_mb"]),
-                num(r["prepare_s"]), sci(r["max_abs_err"]),
-                "—" if not isnum(r["cosine_sim"]) else f"{r['cosine_sim']:.6f}", agree(r["top1_agree"]),
-                "—" if r["backend"] == BASELINE else images(r["break_even_images"]),
-            ])  # fmt: skip
-    doc.table(headers, table, "llrrrrrrrrrrr")
+        for ranked in analysis.fastest(rows, scenario):
+            for name in ranked.order():
+                r = ranked.records[name]
+                table.append([
+                    code(r["backend"]), scenario.label, str(int(r["batch_size"])), p50_with_ci(r),
+                    num(r["latency_p99_ms"]), num(r["throughput_ips"]),
+                    ("≈ " if r.get("vs_baseline") == "tie" and r["backend"] != BASELINE else "") + speedup(r),
+                    num(r["peak_mem_mb"]), num(r["prepare_s"]), sci(r.get("rel_err")), agree(r["top1_agree"]),
+                    accuracy_verdict(r), "—" if r["backend"] == BASELINE else images(r["break_even_images"]),
+                ])  # fmt: skip
+    doc.table(headers, table, "llrrrrrrrrrlr")
+
+
+def p50_with_ci(row: dict) -> str:
+    text = num(row.get("latency_p50_ms"))
+    if isnum(row.get("p50_ci_low_ms")) and isnum(row.get("p50_ci_high_ms")):
+        text += f" [{num(row['p50_ci_low_ms'])}–{num(row['p50_ci_high_ms'])}]"
+    return text
+
+
+def accuracy_verdict(row: dict) -> str:
+    value = str(row.get("accuracy_ok")).lower()
+    return {"true": "ok", "false": "**FAILED**"}.get(value, "—")
 
 
 def _performance(doc: Doc, rows: pd.DataFrame, scenarios: list[Scenario], winners: dict, figure) -> None:
@@ -231,45 +277,50 @@ def _performance(doc: Doc, rows: pd.DataFrame, scenarios: list[Scenario], winner
         return
     all_winners = [w for ws in winners.values() for w in ws]
     if not all_winners:
-        doc.para("No ok row recorded a throughput, so there is no fastest backend to name.")
+        doc.para("No ok row recorded a latency, so there is no fastest backend to name.")
         return
     doc.heading(2, "Fastest backend per batch size")
     doc.table(
-        ["Mode", "Batch size", "Fastest", "Throughput (img/s)", "vs baseline", "Runner-up", "Lead"],
-        [[w.scenario.label, str(w.batch_size), code(w.backend), num(w.throughput_ips), times(w.speedup),
-          code(w.runner_up) if w.runner_up else "—",
-          "—" if w.runner_up is None else pct(w.lead_pct) + (" (within spread)" if w.within_noise else "")]
-         for w in all_winners],
-        "lrlrrlr",
+        ["Mode", "Batch size", "Fastest", "p50 (ms)", "Throughput (img/s)", "vs baseline", "Runner-up",
+         "Lead over runner-up"],
+        [[w.scenario.label, str(w.batch_size), _fastest_names(w), num(w.best["latency_p50_ms"]),
+          num(w.best["throughput_ips"]), speedup(w.best), code(w.runner_up["backend"]) if w.runner_up else "—",
+          _lead(w)] for w in all_winners],
+        "lrlrrrlr",
     )  # fmt: skip
-    doc.para("Lead is how much more throughput the fastest backend has than the runner-up; \"within spread\" means "
-             "the lead is smaller than the two rows' combined run-to-run variation (std/mean of per-iteration "
-             "latency, at least 2%), so the two should be treated as tied.")
+    doc.para(f"Fastest means the lowest median latency. Two backends are called different only when a rank test "
+             f"(Mann-Whitney U) on their per-iteration latencies is significant (p < {significance.ALPHA}) *and* "
+             f"their medians differ by more than a {significance.NOISE_FLOOR:.0%} noise floor, and neither was "
+             "timed on a busy machine; otherwise they are tied, and every backend tied with the fastest is listed "
+             "with it. The lead is the runner-up's median over the "
+             "fastest's, with its 95% interval.")
     for scenario in scenarios:
         ws = winners[scenario.slug]
         mine = analysis.rows_of(rows, scenario)
         doc.heading(2, scenario.label.capitalize())
         sentences = []
         for w in ws:
-            text = (f"At batch size {w.batch_size}, {code(w.backend)} is fastest with {num(w.throughput_ips)} img/s"
-                    + (f" ({times(w.speedup)} the baseline)" if isnum(w.speedup) and w.backend != BASELINE else ""))
-            if w.runner_up is None:
+            text = f"At batch size {w.batch_size}, {_fastest_names(w)} "
+            text += "is fastest" if not w.tied else "are fastest, tied"
+            text += f" ({num(w.best['latency_p50_ms'], ' ms')} p50, {num(w.best['throughput_ips'])} img/s"
+            text += (f", {speedup(w.best)} the baseline" if isnum(w.best.get("speedup"))
+                     and w.best["backend"] != BASELINE else "") + ")"
+            if len(w.records) == 1:
                 text += ", the only backend measured there."
-            elif w.within_noise:
-                text += (f", but only {pct(w.lead_pct, False)} ahead of {code(w.runner_up)} — less than the "
-                         f"measurement spread (±{w.noise_pct:.0f}%), so call it a tie.")
+            elif w.runner_up is None:
+                text += ": no backend there is significantly slower."
             else:
-                text += f", {pct(w.lead_pct, False)} ahead of {code(w.runner_up)}."
+                text += f", {w.lead.ratio:.2f}× faster than {code(w.runner_up['backend'])} ({w.lead.why()})."
             sentences.append(text)
         doc.bullets(sentences)
-        names = [w.backend for w in ws]
+        names = [w.best["backend"] for w in ws]
         if len(ws) > 1:
-            if len(set(names)) == 1:
+            if len(set(names)) == 1 and not any(w.tied for w in ws):
                 doc.para(f"{code(names[0])} is the fastest at every measured batch size "
                          f"({_and([str(w.batch_size) for w in ws])}).")
             else:
-                doc.para("The fastest backend changes with batch size: "
-                         + "; ".join(f"batch {w.batch_size}: {code(w.backend)}" for w in ws) + ".")
+                doc.para("The fastest backend by batch size: "
+                         + "; ".join(f"batch {w.batch_size}: {_fastest_names(w, bold=False)}" for w in ws) + ".")
             _scaling(doc, mine)
         if BASELINE in set(mine["backend"]):
             _slower_than_baseline(doc, mine)
@@ -277,14 +328,24 @@ def _performance(doc: Doc, rows: pd.DataFrame, scenarios: list[Scenario], winner
             doc.para("No ok `baseline` row in this mode, so no speed-up is reported.")
         figure(doc, "throughput", scenario)
         figure(doc, "speedup", scenario)
-        _latency_text(doc, mine)
+        _latency_text(doc, ws)
         figure(doc, "latency", scenario)
         noisy = [r for r in mine.to_dict("records") if isnum(r["cv"]) and r["cv"] > NOISY_CV]
         if noisy:
-            doc.para(f"Noisy measurements (std above {100 * NOISY_CV:.0f}% of the mean; rerun with a larger "
-                     "`--min-time` before trusting small differences): "
+            doc.para(f"Noisy measurements (std above {100 * NOISY_CV:.0f}% of the mean; the intervals show how "
+                     "much that matters): "
                      + ", ".join(f"{code(r['backend'])} batch {int(r['batch_size'])} ({100 * r['cv']:.0f}%)"
                                  for r in noisy) + ".")  # fmt: skip
+
+
+def _fastest_names(ranked: analysis.Ranking, bold: bool = True) -> str:
+    names = [ranked.best["backend"], *ranked.tied]
+    return _and([f"**{code(n)}**" if bold else code(n) for n in names])
+
+
+def _lead(ranked: analysis.Ranking) -> str:
+    lead = ranked.lead
+    return "—" if lead is None else lead.interval_text()
 
 
 def _scaling(doc: Doc, mine: pd.DataFrame) -> None:
@@ -308,31 +369,32 @@ def _scaling(doc: Doc, mine: pd.DataFrame) -> None:
 def _slower_than_baseline(doc: Doc, mine: pd.DataFrame) -> None:
     slower = []
     for backend, g in mine[mine["backend"] != BASELINE].groupby("backend", sort=False):
-        s = g["speedup"].dropna()
-        if len(s) and (s < 1.0).all():
-            slower.append(f"{code(backend)} ({times(s.min())}–{times(s.max())})" if len(s) > 1
-                          else f"{code(backend)} ({times(s.iloc[0])})")
+        verdicts = list(g["vs_baseline"])
+        if verdicts and all(v == "slower" for v in verdicts):
+            slower.append(f"{code(backend)} ({_and([speedup(r) for r in g.to_dict('records')])})")
     if slower:
-        doc.para(f"Slower than the baseline at every batch size measured: {_and(slower)}.")
+        doc.para(f"Significantly slower than the baseline at every batch size measured: {_and(slower)}.")
 
 
-def _latency_text(doc: Doc, mine: pd.DataFrame) -> None:
-    batch = mine["batch_size"].min()
-    at = mine[(mine["batch_size"] == batch) & mine["latency_p50_ms"].notna()].sort_values("latency_p50_ms")
-    if at.empty:
+def _latency_text(doc: Doc, ws: list[analysis.Ranking]) -> None:
+    if not ws:
         return
-    best = at.iloc[0]
-    text = (f"Latency at batch size {int(batch)}: {code(best['backend'])} has the lowest median, "
-            f"{num(best['latency_p50_ms'], ' ms')} (p99 {num(best['latency_p99_ms'], ' ms')})")
-    base = at[at["backend"] == BASELINE]
-    if not base.empty and best["backend"] != BASELINE:
-        text += f", against {num(base.iloc[0]['latency_p50_ms'], ' ms')} for the baseline"
-    tail = at[at["latency_p99_ms"].notna()]
-    if not tail.empty:
-        ratio = tail["latency_p99_ms"] / tail["latency_p50_ms"]
-        worst = tail.loc[ratio.idxmax()]
-        if ratio.max() > 1.5:
-            text += (f". The widest tail is {code(worst['backend'])}'s: p99 is {ratio.max():.1f}× its p50")
+    first = ws[0]
+    best = first.best
+    text = (f"Latency at batch size {first.batch_size}: {_fastest_names(first, bold=False)} "
+            f"{'has' if not first.tied else 'share'} the lowest median, {num(best['latency_p50_ms'], ' ms')}"
+            + (f" (p99 {num(best['latency_p99_ms'], ' ms')})" if isnum(best.get("latency_p99_ms")) else ""))
+    base = first.records.get(BASELINE)
+    if base is not None and best["backend"] != BASELINE:
+        text += f", against {num(base['latency_p50_ms'], ' ms')} for the baseline"
+    tails = [r for r in first.records.values() if isnum(r.get("latency_p99_ms")) and r["latency_p50_ms"] > 0]
+    if tails:
+        worst = max(tails, key=lambda r: r["latency_p99_ms"] / r["latency_p50_ms"])
+        ratio = worst["latency_p99_ms"] / worst["latency_p50_ms"]
+        if ratio > 1.5:
+            text += f". The widest tail is {code(worst['backend'])}'s: p99 is {ratio:.1f}× its p50"
+    elif first.records:
+        text += ". p99 is not interpreted: no row there has the 100 samples it needs"
     doc.para(text + ".")
 
 
@@ -341,9 +403,10 @@ def _tradeoffs(doc: Doc, rows: pd.DataFrame, scenarios: list[Scenario], choices:
     if rows.empty:
         doc.para("Nothing was measured.")
         return
-    doc.para(f"What each backend costs, against the fp32 eager baseline: accuracy (same seeded inputs and weights; "
-             f"an accuracy cost is any top-1 disagreement or a cosine similarity below {analysis.COSINE_OK}), "
-             "memory, and start-up (prepare) time with the number of images it takes to pay that back.")
+    doc.para("What each backend costs, against the fp32 eager baseline: accuracy (the seeded evaluation set "
+             "against the fp32 reference; an accuracy cost is any top-1 disagreement, and a row fails when its "
+             "rel_err or top-1 agreement is outside the tolerance of its arithmetic, listed below), memory, and "
+             "start-up (prepare) time with the number of images it takes to pay that back.")
     for scenario in scenarios:
         summary = analysis.backend_summary(rows, scenario)
         has_base = BASELINE in {s["backend"] for s in summary}
@@ -351,20 +414,24 @@ def _tradeoffs(doc: Doc, rows: pd.DataFrame, scenarios: list[Scenario], choices:
         table = []
         for s in summary:
             be = "—" if s["backend"] == BASELINE else (
-                "; ".join(f"bs{b}: {images(v).replace(' images', '')}" for b, v in s["break_even"])
+                "; ".join(f"bs{b}: {images(v).replace(' images', '').replace(' image', '')}"
+                          for b, v in s["break_even"])
                 if has_base else "— (no baseline)")
             table.append([
                 code(s["backend"]), _range(s["speedup_min"], s["speedup_max"], times),
-                sci(s["max_abs_err"]), sci(max(0.0, 1 - s["cosine_min"])) if isnum(s["cosine_min"]) else "—",
-                agree(s["top1_min"]), _range(s["mem_delta_pct_min"], s["mem_delta_pct_max"], pct),
+                sci(s["max_abs_err"]), sci(s["rel_err_max"]), agree(s["top1_min"]),
+                "**FAILED** (bs " + ", ".join(map(str, s["accuracy_failed"])) + ")" if s["accuracy_failed"] else "ok",
+                _range(s["mem_delta_pct_min"], s["mem_delta_pct_max"], pct),
                 num(s["prepare_s"]), num(s["artifact_mb"]), be,
             ])  # fmt: skip
-        doc.table(["Backend", "Speed-up", "Max abs err", "1 − cosine", "Top-1 agree", "Peak mem vs baseline",
-                   "Prepare (s)", "Artifact (MB)", "Break-even (images)"], table, "lrrrrrrrl")  # fmt: skip
+        doc.table(["Backend", "Speed-up", "Max abs err", "rel_err", "Top-1 agree", "Accuracy",
+                   "Peak mem vs baseline", "Prepare (s)", "Artifact (MB)", "Break-even (images)"], table,
+                  "lrrrrlrrrl")  # fmt: skip
         doc.bullets([_backend_sentence(s, scenario, has_base) for s in summary if s["backend"] != BASELINE])
         figure(doc, "memory", scenario)
         figure(doc, "accuracy", scenario)
         figure(doc, "prepare", scenario)
+    _accuracy_failures(doc, rows)
 
     doc.heading(2, "Which to choose")
     inference = [s for s in scenarios if s.mode == "inference"]
@@ -372,7 +439,8 @@ def _tradeoffs(doc: Doc, rows: pd.DataFrame, scenarios: list[Scenario], choices:
     if not inference:
         doc.para("No inference rows were measured, so there is no serving recommendation.")
     elif not serving:
-        doc.para("No inference row recorded latency or throughput, so there is no serving recommendation.")
+        doc.para("No inference row recorded a latency within the accuracy tolerance, so there is no serving "
+                 "recommendation.")
     items = []
     for kind, label in (("latency", "Latency-bound serving"), ("throughput", "Throughput-bound serving")):
         for p in choices[kind]:
@@ -382,6 +450,27 @@ def _tradeoffs(doc: Doc, rows: pd.DataFrame, scenarios: list[Scenario], choices:
         if p.scenario.mode == "training":
             items.append(_pick_sentence(p, "Training"))
     doc.bullets(items)
+
+
+def _accuracy_failures(doc: Doc, rows: pd.DataFrame) -> None:
+    """Every row outside its tolerance, and the tolerances themselves."""
+    from densebench_core.accuracy import TOLERANCES
+
+    doc.heading(2, "Accuracy check")
+    failing = [r for r in rows.to_dict("records") if analysis.accuracy_failed(r)]
+    if failing:
+        doc.para("Rows whose answers are outside the tolerance of their arithmetic (never recommended below):")
+        doc.table(["Backend", "Mode", "Batch", "Precision", "rel_err", "Top-1 agree", "Evaluation images"],
+                  [[code(r["backend"]), r["mode"], str(int(r["batch_size"])), str(r.get("precision") or "—"),
+                    sci(r.get("rel_err")), agree(r.get("top1_agree")), num(r.get("eval_images"))]
+                   for r in failing], "lllrrrr")  # fmt: skip
+    else:
+        doc.para("Every row with an accuracy check is within the tolerance of its arithmetic.")
+    doc.para("Tolerances (rel_err: norm of the output error over the norm of the reference's deviation from its "
+             "mean over the evaluation images): "
+             + "; ".join(f"{kind}: rel_err ≤ {t.max_rel_err:g}, top-1 agreement ≥ {t.min_top1_agree:.0%}"
+                         for kind, t in TOLERANCES.items())
+             + ". fp32 rows on CUDA are held to tf32's, since cuDNN runs their convolutions in TF32 by default.")
 
 
 def _range(low: Any, high: Any, fmt) -> str:
@@ -394,18 +483,25 @@ def _range(low: Any, high: Any, fmt) -> str:
 
 def _backend_sentence(s: dict, scenario: Scenario, has_base: bool) -> str:
     parts = []
-    if isnum(s["speedup_max"]):
-        if s["speedup_min"] >= 1.0:
-            parts.append(f"faster than the baseline ({_range(s['speedup_min'], s['speedup_max'], times)})")
-        elif s["speedup_max"] < 1.0:
-            parts.append(f"slower than the baseline ({_range(s['speedup_min'], s['speedup_max'], times)})")
+    verdicts = [v for v in s["verdicts"] if v]
+    if verdicts:
+        span = _range(s["speedup_min"], s["speedup_max"], times)
+        if all(v == "faster" for v in verdicts):
+            parts.append(f"significantly faster than the baseline ({span})")
+        elif all(v == "slower" for v in verdicts):
+            parts.append(f"significantly slower than the baseline ({span})")
+        elif all(v == "tie" for v in verdicts):
+            parts.append(f"no significant difference from the baseline ({span})")
         else:
-            parts.append(f"{_range(s['speedup_min'], s['speedup_max'], times)} the baseline depending on batch size")
-    cost = analysis.accuracy_cost({"top1_agree": s["top1_min"], "cosine_sim": s["cosine_min"]})
-    if cost:
-        parts.append(f"accuracy cost: {cost}, max abs err {sci(s['max_abs_err'])}")
-    elif isnum(s["max_abs_err"]):
-        parts.append(f"no accuracy cost (same top-1, max abs err {sci(s['max_abs_err'])})")
+            parts.append(f"{span} the baseline depending on batch size")
+    if s["accuracy_failed"]:
+        parts.append(f"fails the accuracy check at batch {', '.join(map(str, s['accuracy_failed']))} "
+                     f"(rel_err up to {sci(s['rel_err_max'])}, top-1 agreement down to {agree(s['top1_min'])})")
+    elif isnum(s["top1_min"]) and s["top1_min"] < 1.0:
+        parts.append(f"within its accuracy tolerance; agrees with the baseline's top-1 class on "
+                     f"{agree(s['top1_min'])} of the evaluation images or more (rel_err up to {sci(s['rel_err_max'])})")
+    elif isnum(s["rel_err_max"]):
+        parts.append(f"no accuracy cost (same top-1, rel_err up to {sci(s['rel_err_max'])})")
     if isnum(s["mem_delta_pct_max"]):
         parts.append(f"peak memory {_range(s['mem_delta_pct_min'], s['mem_delta_pct_max'], pct)} vs baseline")
     if isnum(s["prepare_s"]):
@@ -425,20 +521,20 @@ def _backend_sentence(s: dict, scenario: Scenario, has_base: bool) -> str:
 def _pick_sentence(p: Pick, label: str) -> str:
     r = p.row
     if p.kind == "latency":
-        text = (f"**{label}** (batch {p.batch_size}, {p.scenario.label}): {code(r['backend'])}, "
-                f"p50 {num(r['latency_p50_ms'], ' ms')}, p99 {num(r['latency_p99_ms'], ' ms')}")
+        text = (f"**{label}** (batch {p.batch_size}, {p.scenario.label}): {_winners(p.ranking)}, "
+                f"p50 {num(r['latency_p50_ms'], ' ms')}"
+                + (f", p99 {num(r['latency_p99_ms'], ' ms')}" if isnum(r.get("latency_p99_ms")) else ""))
         if isnum(r.get("baseline_p50_ms")) and r["backend"] != BASELINE:
             text += f" (baseline p50 {num(r['baseline_p50_ms'], ' ms')})"
     else:
-        text = (f"**{label}** (batch {p.batch_size}, {p.scenario.label}): {code(r['backend'])}, "
+        text = (f"**{label}** (batch {p.batch_size}, {p.scenario.label}): {_winners(p.ranking)}, "
                 f"{num(r['throughput_ips'], ' img/s')}" + _vs_base(r))
-    if p.runner_up is None:
+    if len(p.ranking.records) == 1:
         text += "; the only backend measured there"
-    else:
-        if p.within_noise:
-            text += f"; {code(p.runner_up['backend'])} is within the measurement spread, so either will do"
-        else:
-            text += f"; next best {code(p.runner_up['backend'])}"
+    elif p.ranking.tied:
+        text += "; any of the tied backends will do"
+    elif p.ranking.runner_up is not None:
+        text += f"; next best {code(p.ranking.runner_up['backend'])} ({p.ranking.lead.interval_text()} slower)"
     costs = []
     cost = analysis.accuracy_cost(r)
     if cost:
@@ -482,17 +578,18 @@ def _where_time_goes(doc: Doc, results: Results, rows: pd.DataFrame, scenarios: 
                 for kind, ops in (("GPU kernels", gpu), ("CPU operators", cpu)):
                     if ops:
                         table.append([code(backend), str(int(r["batch_size"])), kind,
-                                      ", ".join(f"{code(o['name'])} {o.get('self_time_pct', 0):.1f}%"
+                                      ", ".join(f"{code(o['short_name'])} {o.get('self_time_pct', 0):.1f}%"
                                                 for o in ops)])  # fmt: skip
                 top = (gpu or cpu)[0]
-                leaders.append((top.get("self_time_pct") or 0.0, backend, top["name"], "GPU" if gpu else "CPU",
+                leaders.append((top.get("self_time_pct") or 0.0, backend, top["short_name"], "GPU" if gpu else "CPU",
                                 int(r["batch_size"])))  # fmt: skip
                 break  # the largest profiled batch size per backend
         if table:
             found = True
             doc.heading(2, f"Top operators ({scenario.label})")
             doc.para("From the short profiled pass after each measurement (never inside the timed loop), at the "
-                     "largest profiled batch size per backend: share of self time, top five.")
+                     "largest profiled batch size per backend: share of self time, top five. Names are "
+                     "shortened; `benchmark_results.json` keeps them whole.")
             doc.table(["Backend", "Batch", "Kind", "Top operators (share of self time)"], table, "lrll")
             leaders.sort(reverse=True)
             doc.bullets([f"{code(b)}: {code(name)} takes {share:.1f}% of {where} self time at batch {batch}"

@@ -30,11 +30,11 @@ KEY_COLUMNS = ("backend", "mode", "batch_size", "image_size", "device")
 NUMERIC_COLUMNS = (
     "batch_size", "image_size", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms",
     "latency_std_ms", "throughput_ips", "peak_mem_mb", "prepare_s", "max_abs_err", "cosine_sim", "top1_agree",
-    "artifact_mb", "iterations",
+    "artifact_mb", "iterations", "p50_ci_low_ms", "p50_ci_high_ms", "eval_images", "rel_err",
 )  # fmt: skip
 TEXT_COLUMNS = (
     "run_id", "backend", "mode", "device", "precision", "status", "reason", "artifact_path", "torch_version",
-    "device_name", "timestamp", "weights", "options", "notes",
+    "device_name", "timestamp", "weights", "options", "notes", "accuracy_ok",
 )  # fmt: skip
 
 #: what the report cannot do without; everything else is optional and reads as "not measured" when absent
@@ -120,7 +120,7 @@ def read_results_csv(path: Path | str, required: tuple[str, ...] = REPORT_REQUIR
     if frame["batch_size"].isna().any():
         raise BadInput(f"{what} {path} is corrupt: a row on line {int(frame['batch_size'].isna().idxmax()) + 2} "
                        "has no batch_size")
-    for column in ("device", "reason", "notes", "precision", "run_id"):
+    for column in ("device", "reason", "notes", "precision", "run_id", "accuracy_ok"):
         if column not in frame.columns:
             frame[column] = ""
     return frame
@@ -162,10 +162,17 @@ def load_results(results_dir: Path | str) -> Results:
     csv_path = directory / CSV_NAME
     if not csv_path.exists():
         raise BadInput(f"no {CSV_NAME} in {directory}")
-    frame = read_results_csv(csv_path)
-    results = Results(directory=directory, csv_path=csv_path, frame=frame)
+    return load_csv_and_json(csv_path)
+
+
+def load_csv_and_json(csv_path: Path, required: tuple[str, ...] = REPORT_REQUIRED,
+                      what: str = "results CSV") -> Results:
+    """A results CSV, and the JSON beside it (``benchmark_results.json`` or ``results.json``) when it is the same
+    run's: the JSON adds raw latencies, machine load and profiles."""
+    frame = read_results_csv(csv_path, required=required, what=what)
+    results = Results(directory=csv_path.parent, csv_path=csv_path, frame=frame)
     for name in JSON_NAMES:
-        candidate = directory / name
+        candidate = csv_path.parent / name
         if candidate.is_file():
             _attach_json(results, candidate)
             break

@@ -2,6 +2,10 @@
 
 Every function takes the ok rows (already ``analysis.with_baseline``), a scenario, the colour of each backend and
 the output folder, and returns a :class:`Plot` or None when the data has nothing to show.
+
+Honest pictures: a bar's length means something only on a linear axis that starts at zero, so values that span
+orders of magnitude are drawn as points on a logarithmic axis, never as bars; medians carry their 95% intervals
+as error bars; every backend has a colour no other backend shares.
 """
 
 from __future__ import annotations
@@ -16,7 +20,12 @@ from densebench_core.report import analysis
 from densebench_core.report.analysis import BASELINE, Scenario, isnum
 
 DPI = 110
-WIDE_RANGE = 20.0  # max/min ratio above which a value axis becomes logarithmic
+WIDE_RANGE = 20.0  # max/min ratio above which a value axis becomes logarithmic (and bars become points)
+BASELINE_COLOUR = (0.15, 0.15, 0.15, 1.0)
+#: distinct colours for the other backends: tab10 without its grey (too close to the baseline's), then Dark2 and
+#: Set1; beyond those, colours come round again with a different marker
+PALETTES = (("tab10", (0, 1, 2, 3, 4, 5, 6, 8, 9)), ("Dark2", range(8)), ("Set1", (0, 1, 2, 3, 4, 6, 7)))
+MARKERS = "osD^vP*X"
 
 
 @dataclass
@@ -35,14 +44,33 @@ def _pyplot():
     return plt
 
 
-def colours(backends: list[str]) -> dict[str, tuple]:
-    """A stable colour per backend (the baseline is always dark grey) so all plots read alike."""
+def _palette() -> list[tuple]:
     plt = _pyplot()
-    others = [b for b in backends if b != BASELINE]
-    cmap = plt.get_cmap("tab10" if len(others) <= 10 else "tab20")
-    mapping = {b: cmap(i % cmap.N) for i, b in enumerate(others)}
-    mapping[BASELINE] = (0.25, 0.25, 0.25, 1.0)
+    found: list[tuple] = []
+    for name, indices in PALETTES:
+        cmap = plt.get_cmap(name)
+        for i in indices:
+            rgba = tuple(round(c, 3) for c in cmap(i))
+            if rgba not in found:
+                found.append(rgba)
+    return found
+
+
+def colours(backends: list[str]) -> dict[str, tuple]:
+    """A stable colour per backend (the baseline is always near-black) so all plots read alike."""
+    palette = _palette()
+    others = [b for b in dict.fromkeys(backends) if b != BASELINE]
+    mapping = {b: palette[i % len(palette)] for i, b in enumerate(others)}
+    mapping[BASELINE] = BASELINE_COLOUR
     return mapping
+
+
+def marker(backends: list[str], backend: str) -> str:
+    """A marker per backend: the same as others only when the colours have come round (many backends)."""
+    others = [b for b in dict.fromkeys(backends) if b != BASELINE]
+    if backend == BASELINE:
+        return "s"
+    return MARKERS[(others.index(backend) // len(_palette())) % len(MARKERS)]
 
 
 def _wide(values) -> bool:
@@ -64,20 +92,46 @@ def _order(rows: pd.DataFrame) -> list[str]:
     return ([BASELINE] if BASELINE in names else []) + [n for n in names if n != BASELINE]
 
 
-def _grouped_bars(ax, groups: list, series: list[str], value, colour, label_fmt=None, log=False):
-    """Bars for each group (x) and series (colour); ``value(group, series)`` gives a height or NaN."""
+def _errors(values: list[float], lows: list, highs: list) -> list[list[float]] | None:
+    """matplotlib's asymmetric error bars from intervals (0 where a row has none)."""
+    if not any(isnum(lo) and isnum(hi) for lo, hi in zip(lows, highs)):
+        return None
+    below = [v - lo if isnum(lo) and isnum(v) else 0.0 for v, lo in zip(values, lows)]
+    above = [hi - v if isnum(hi) and isnum(v) else 0.0 for v, hi in zip(values, highs)]
+    return [[max(0.0, b) for b in below], [max(0.0, a) for a in above]]
+
+
+def _grouped(ax, groups: list, series: list[str], value, colour, label_fmt=None, interval=None, log=False):
+    """Values for each group (x) and series (colour): bars on a linear axis, points on a log axis.
+
+    ``value(group, series)`` gives a height or NaN; ``interval(group, series)`` a (low, high) or None.
+    """
     n = max(len(series), 1)
     width = 0.8 / n
     for i, name in enumerate(series):
-        xs, hs = [], []
+        xs, hs, lows, highs = [], [], [], []
         for j, group in enumerate(groups):
             h = value(group, name)
             if isnum(h):
                 xs.append(j - 0.4 + width * (i + 0.5))
                 hs.append(h)
-        bars = ax.bar(xs, hs, width=width * 0.95, color=colour[name], label=name)
-        if label_fmt and len(groups) * n <= 24:
-            ax.bar_label(bars, labels=[label_fmt(h) for h in hs], fontsize=7, padding=1, rotation=90 if n > 4 else 0)
+                lo, hi = interval(group, name) if interval else (None, None)
+                lows.append(lo)
+                highs.append(hi)
+        errors = _errors(hs, lows, highs)
+        if log:
+            ax.errorbar(xs, hs, yerr=errors, fmt=marker(series, name), color=colour[name], label=name, capsize=3,
+                        markersize=6)  # fmt: skip
+            if label_fmt and len(groups) * n <= 24:
+                for x, h in zip(xs, hs):
+                    ax.annotate(label_fmt(h), (x, h), textcoords="offset points", xytext=(0, 6), ha="center",
+                                fontsize=7)  # fmt: skip
+        else:
+            bars = ax.bar(xs, hs, width=width * 0.95, color=colour[name], label=name, yerr=errors, capsize=3,
+                          error_kw={"elinewidth": 1, "ecolor": "black"})  # fmt: skip
+            if label_fmt and len(groups) * n <= 24:
+                ax.bar_label(bars, labels=[label_fmt(h) for h in hs], fontsize=7, padding=1,
+                             rotation=90 if n > 4 else 0)  # fmt: skip
     ax.set_xticks(range(len(groups)))
     ax.set_xlim(-0.5, len(groups) - 0.5)
     if log:
@@ -101,39 +155,44 @@ def _batch_axis(ax, batches: list[int]) -> None:
     ax.minorticks_off()
 
 
+def _median_throughput(row: dict) -> tuple[float, float | None, float | None]:
+    """Images per second at the median latency, with the interval that the median's interval gives."""
+    batch, p50 = row["batch_size"], row["latency_p50_ms"]
+    low, high = row.get("p50_ci_low_ms"), row.get("p50_ci_high_ms")
+    ips = batch * 1000.0 / p50
+    return ips, (batch * 1000.0 / high if isnum(high) and high > 0 else None), (
+        batch * 1000.0 / low if isnum(low) and low > 0 else None)
+
+
 def throughput(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) -> Plot | None:
     mine = analysis.rows_of(rows, scenario)
-    mine = mine[mine["throughput_ips"].notna()]
+    mine = mine[mine["latency_p50_ms"].notna() & (mine["latency_p50_ms"] > 0)]
     if mine.empty:
         return None
     plt = _pyplot()
     batches = sorted(int(b) for b in mine["batch_size"].unique())
     backends = _order(mine)
-    fig, ax = plt.subplots(figsize=(7.5 if len(batches) == 1 else 8.5, 4.6))
-    if len(batches) == 1:
-        ranked = mine.sort_values("throughput_ips")
-        ax.barh(ranked["backend"], ranked["throughput_ips"], color=[colour[b] for b in ranked["backend"]])
-        ax.bar_label(ax.containers[0], labels=[_short(v) for v in ranked["throughput_ips"]], fontsize=8, padding=2)
-        ax.set_xlabel("throughput (images/s, higher is better)")
-        if _wide(ranked["throughput_ips"]):
-            ax.set_xscale("log")
-        ax.set_title(f"Throughput at batch size {batches[0]} ({scenario.label})")
-    else:
-        for backend in backends:
-            g = mine[mine["backend"] == backend].sort_values("batch_size")
-            style = "--" if backend == BASELINE else "-"
-            ax.plot(g["batch_size"], g["throughput_ips"], style, marker="o", color=colour[backend], label=backend,
-                    linewidth=2 if backend == BASELINE else 1.6)  # fmt: skip
-        _batch_axis(ax, batches)
-        if _wide(mine["throughput_ips"]):
-            ax.set_yscale("log")
-        ax.set_xlabel("batch size")
-        ax.set_ylabel("throughput (images/s, higher is better)")
-        ax.set_title(f"Throughput vs batch size ({scenario.label})")
-        ax.grid(True, which="major", alpha=0.3)
-        _legend(ax, len(backends))
+    fig, ax = plt.subplots(figsize=(8.5, 4.6))
+    values = []
+    for backend in backends:
+        g = mine[mine["backend"] == backend].sort_values("batch_size").to_dict("records")
+        points = [_median_throughput(r) for r in g]
+        ips = [p[0] for p in points]
+        values += ips
+        ax.errorbar([r["batch_size"] for r in g], ips, yerr=_errors(ips, [p[1] for p in points], [p[2] for p in points]),
+                    fmt=marker(backends, backend) + ("--" if backend == BASELINE else "-"), color=colour[backend],
+                    label=backend, capsize=3, linewidth=2 if backend == BASELINE else 1.6)  # fmt: skip
+    _batch_axis(ax, batches)
+    if _wide(values):
+        ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("images/s at the median latency (higher is better)")
+    ax.set_title(f"Throughput vs batch size ({scenario.label})")
+    ax.grid(True, which="major", alpha=0.3)
+    _legend(ax, len(backends))
     return Plot(_save(fig, out / f"throughput_{scenario.slug}.png"), f"Throughput ({scenario.label})",
-                "Images per second at each batch size (mean latency); higher is better.")
+                "Images per second at the median latency of each batch size, with the 95% interval of the median; "
+                "higher is better.")
 
 
 def latency(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) -> Plot | None:
@@ -142,25 +201,35 @@ def latency(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) -> 
     if mine.empty:
         return None
     batch = int(mine["batch_size"].min())
-    at = mine[mine["batch_size"] == batch].sort_values("latency_p50_ms", ascending=False)
+    at = mine[mine["batch_size"] == batch].sort_values("latency_p50_ms", ascending=False).to_dict("records")
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.55 * len(at) + 0.8))
+    fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.5 * len(at) + 0.8))
+    names = [r["backend"] for r in at]
     y = list(range(len(at)))
-    p50, p99 = list(at["latency_p50_ms"]), list(at["latency_p99_ms"])
-    bars = ax.barh([v + 0.2 for v in y], p50, height=0.38, color=[colour[b] for b in at["backend"]], label="p50")
-    ax.barh([v - 0.2 for v in y], [v if isnum(v) else 0 for v in p99], height=0.38,
-            color=[colour[b] for b in at["backend"]], alpha=0.45, hatch="//", label="p99")  # fmt: skip
-    ax.bar_label(bars, labels=[f"p50 {_short(v)}" for v in p50], fontsize=7, padding=2)
-    ax.bar_label(ax.containers[1], labels=[f"p99 {_short(v)}" if isnum(v) else "" for v in p99], fontsize=7, padding=2)
+    p50 = [r["latency_p50_ms"] for r in at]
+    errors = _errors(p50, [r.get("p50_ci_low_ms") for r in at], [r.get("p50_ci_high_ms") for r in at])
+    for i, r in enumerate(at):
+        err = None if errors is None else [[errors[0][i]], [errors[1][i]]]
+        ax.errorbar([r["latency_p50_ms"]], [i], xerr=err, fmt=marker(names, r["backend"]), color=colour[r["backend"]],
+                    capsize=4, markersize=7)  # fmt: skip
+        ax.annotate(f"p50 {_short(r['latency_p50_ms'])}", (r["latency_p50_ms"], i), textcoords="offset points",
+                    xytext=(0, 7), ha="center", fontsize=7)  # fmt: skip
+        if isnum(r.get("latency_p99_ms")):
+            ax.plot([r["latency_p99_ms"]], [i], "|", color=colour[r["backend"]], markersize=14, markeredgewidth=2)
+            ax.annotate("p99", (r["latency_p99_ms"], i), textcoords="offset points", xytext=(0, -12), ha="center",
+                        fontsize=7)  # fmt: skip
     ax.set_yticks(y)
-    ax.set_yticklabels(list(at["backend"]))
+    ax.set_yticklabels(names)
+    ax.set_ylim(-0.7, len(at) - 0.3)
     ax.set_xlabel("latency per batch (ms, lower is better)")
-    if _wide(p50 + p99):
+    shown = p50 + [r["latency_p99_ms"] for r in at if isnum(r.get("latency_p99_ms"))]
+    if _wide(shown):
         ax.set_xscale("log")
-    ax.set_xlim(right=max(v for v in p50 + p99 if isnum(v)) * (3 if ax.get_xscale() == "log" else 1.22))
-    ax.set_title(f"Latency at batch size {batch} ({scenario.label}): p50 solid, p99 hatched")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_title(f"Latency at batch size {batch} ({scenario.label}): median with 95% interval, p99 tick")
     return Plot(_save(fig, out / f"latency_{scenario.slug}.png"), f"Latency at batch {batch} ({scenario.label})",
-                f"Median (p50) and tail (p99) latency of one batch of {batch}; lower is better.")
+                f"Median (p50, with its 95% interval) and, where 100 samples allow it, tail (p99) latency of one "
+                f"batch of {batch}; lower is better.")
 
 
 def _by_batch_and_backend(mine: pd.DataFrame, column: str) -> tuple[list[int], list[str], dict]:
@@ -182,18 +251,22 @@ def speedup(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) -> 
         return None
     plt = _pyplot()
     batches, backends, lookup = _by_batch_and_backend(mine, "speedup")
+    _, _, lows = _by_batch_and_backend(mine, "speedup_low")
+    _, _, highs = _by_batch_and_backend(mine, "speedup_high")
     fig, ax = plt.subplots(figsize=_grouped_figsize(batches, backends))
     log = _wide(list(lookup.values()) + [1.0])
-    _grouped_bars(ax, batches, backends, lambda g, s: lookup.get((g, s)), colour, lambda v: f"{v:.2f}x", log=log)
+    _grouped(ax, batches, backends, lambda g, s: lookup.get((g, s)), colour, lambda v: f"{v:.2f}x",
+             interval=lambda g, s: (lows.get((g, s)), highs.get((g, s))), log=log)  # fmt: skip
     ax.axhline(1.0, color="black", linewidth=1, linestyle="--", label="baseline (1x)")
     ax.set_xticklabels([str(b) for b in batches])
     ax.set_xlabel("batch size")
-    ax.set_ylabel("speedup over baseline (throughput ratio)")
-    ax.set_title(f"Speedup over fp32 eager baseline ({scenario.label})")
+    ax.set_ylabel("speed-up over baseline (median latency ratio)")
+    ax.set_title(f"Speed-up over fp32 eager baseline ({scenario.label})")
     ax.grid(True, axis="y", alpha=0.3)
     _legend(ax, len(backends))
-    return Plot(_save(fig, out / f"speedup_{scenario.slug}.png"), f"Speedup over baseline ({scenario.label})",
-                "Throughput divided by the baseline's at the same batch size; above the dashed line is faster.")
+    return Plot(_save(fig, out / f"speedup_{scenario.slug}.png"), f"Speed-up over baseline ({scenario.label})",
+                "The baseline's median latency over the backend's at the same batch size, with its 95% interval; "
+                "above the dashed line is faster.")
 
 
 def memory(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) -> Plot | None:
@@ -204,16 +277,10 @@ def memory(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) -> P
     plt = _pyplot()
     batches, backends, lookup = _by_batch_and_backend(mine, "peak_mem_mb")
     fig, ax = plt.subplots(figsize=_grouped_figsize(batches, backends))
-    _grouped_bars(ax, batches, backends, lambda g, s: lookup.get((g, s)), colour, lambda v: f"{v:,.0f}",
-                  log=_wide(lookup.values()))  # fmt: skip
+    _grouped(ax, batches, backends, lambda g, s: lookup.get((g, s)), colour, lambda v: f"{v:,.0f}",
+             log=_wide(lookup.values()))  # fmt: skip
     ax.set_xticklabels([str(b) for b in batches])
-    values = [v for v in lookup.values() if isnum(v)]
-    if ax.get_yscale() == "linear" and values and min(values) > 0.6 * max(values):
-        # close values (e.g. process RSS on CPU): zoom in so the differences are visible, and say so
-        ax.set_ylim(min(values) * 0.97, max(values) * 1.02)
-        ax.set_title(f"Peak memory ({scenario.label}; axis does not start at 0)")
-    else:
-        ax.set_title(f"Peak memory ({scenario.label})")
+    ax.set_title(f"Peak memory ({scenario.label})")
     ax.set_xlabel("batch size")
     ax.set_ylabel("peak memory (MB, lower is better)")
     ax.grid(True, axis="y", alpha=0.3)
@@ -223,51 +290,58 @@ def memory(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) -> P
                 f"Peak memory per batch size ({device}, as the runner recorded it); lower is better.")
 
 
+def _accuracy_label(column: str, value: float, exact: bool) -> str:
+    if not isnum(value):
+        return "n/a"
+    if column == "top1_agree":
+        return f"{100 * value:.1f}%"
+    if value == 0:
+        return "0 (identical output)" if exact else "0"
+    return f"{value:.2g}"
+
+
 def accuracy(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) -> Plot | None:
     mine = analysis.rows_of(rows, scenario)
     mine = mine[mine["backend"] != BASELINE]
-    cols = ["max_abs_err", "one_minus_cos", "top1_agree"]
-    if mine.empty or not mine[cols].notna().any().any():
+    cols = ["rel_err", "top1_agree"]
+    if mine.empty or not mine[[c for c in cols if c in mine]].notna().any().any():
         return None
     # the worst value over batch sizes, per backend
     worst = mine.groupby("backend", sort=False).agg(
-        max_abs_err=("max_abs_err", "max"), one_minus_cos=("one_minus_cos", "max"), top1_agree=("top1_agree", "min"))
+        rel_err=("rel_err", "max"), top1_agree=("top1_agree", "min"), max_abs_err=("max_abs_err", "max"))
     backends = list(worst.index)
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(11, 0.9 + 0.45 * len(backends) + 1.4))
-    titles = {"max_abs_err": "max |output - baseline|\n(lower is better)",
-              "one_minus_cos": "1 - cosine similarity\n(lower is better)",
-              "top1_agree": "top-1 agreement with baseline\n(higher is better)"}  # fmt: skip
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.9 + 0.45 * len(backends) + 1.4))
+    titles = {"rel_err": "rel_err: error norm / reference spread\n(lower is better, log axis)",
+              "top1_agree": "top-1 agreement with the fp32 reference\n(higher is better)"}  # fmt: skip
+    y = list(range(len(backends)))
     for ax, col in zip(axes, cols):
         values = list(worst[col])
-        y = list(range(len(backends)))
-        shown = [v if isnum(v) and (col == "top1_agree" or v > 0) else 0 for v in values]
-        ax.barh(y, shown, color=[colour[b] for b in backends])
         positive = [v for v in values if isnum(v) and v > 0]
-        if col != "top1_agree" and positive:
+        if col == "rel_err":
+            # points on a log axis; an exact zero cannot be drawn there, so it sits at the axis' left edge
+            low = min(positive) / 10 if positive else 1e-9
             ax.set_xscale("log")
-            ax.set_xlim(min(positive) / 5, max(positive) * 20)
-        elif col != "top1_agree":  # every value exactly 0 (or missing): an empty axis with labels says it all
-            ax.set_xlim(0, 1)
-            ax.set_xticks([])
-        if col == "top1_agree":
+            ax.set_xlim(low, (max(positive) if positive else 1.0) * 30)
+            shown = [v if isnum(v) and v > 0 else low for v in values]
+            ax.scatter(shown, y, c=[colour[b] for b in backends], s=40, zorder=3)
+        else:
+            shown = [v if isnum(v) else 0 for v in values]
+            ax.barh(y, shown, color=[colour[b] for b in backends])
             ax.set_xlim(0, 1.25)
-        for yi, v in zip(y, values):
-            if not isnum(v):
-                text = "n/a"
-            elif col == "top1_agree":
-                text = f"{100 * v:.1f}%"
-            else:
-                text = "0 (exact)" if v <= 0 else f"{v:.2g}"
-            x = v if isnum(v) and (col == "top1_agree" or v > 0) else (ax.get_xlim()[0] if ax.get_xscale() == "log" else 0)
-            ax.text(x, yi, " " + text, va="center", fontsize=7)
+        for yi, v, exact in zip(y, values, worst["max_abs_err"]):
+            x = shown[yi]
+            ax.text(x, yi, "  " + _accuracy_label(col, v, exact == 0), va="center", fontsize=7)
         ax.set_yticks(y)
         ax.set_yticklabels(backends if col == cols[0] else [])
+        ax.set_ylim(-0.7, len(backends) - 0.3)
         ax.set_title(titles[col], fontsize=9)
         ax.grid(True, axis="x", alpha=0.3)
-    fig.suptitle(f"Accuracy drift vs fp32 baseline, worst over batch sizes ({scenario.label})", fontsize=10)
-    return Plot(_save(fig, out / f"accuracy_{scenario.slug}.png"), f"Accuracy drift ({scenario.label})",
-                "Output difference from the fp32 eager baseline on the same inputs and weights.")
+    fig.suptitle(f"Accuracy on the evaluation set vs the fp32 reference, worst over batch sizes ({scenario.label})",
+                 fontsize=10)
+    return Plot(_save(fig, out / f"accuracy_{scenario.slug}.png"), f"Accuracy ({scenario.label})",
+                "Each backend's answers on the seeded evaluation set against the fp32 eager reference on the same "
+                "images and weights.")
 
 
 def prepare(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) -> Plot | None:
@@ -283,22 +357,28 @@ def prepare(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) -> 
                              squeeze=False)  # fmt: skip
     ax = axes[0][0]
     y = list(range(len(backends)))
-    ax.barh(y, list(prep), color=[colour[b] for b in backends])
-    ax.bar_label(ax.containers[0], labels=[f"{v:.3g} s" for v in prep], fontsize=7, padding=2)
+    if _wide(prep):  # points on a log axis: bars there would exaggerate
+        ax.scatter(list(prep), y, c=[colour[b] for b in backends], s=40, zorder=3)
+        ax.set_xscale("log")
+        ax.set_xlim(prep[prep > 0].min() / 3, prep.max() * 6)
+        for yi, v in zip(y, prep):
+            ax.annotate(f"{v:.3g} s", (v, yi), textcoords="offset points", xytext=(6, 0), va="center", fontsize=7)
+    else:
+        ax.barh(y, list(prep), color=[colour[b] for b in backends])
+        ax.bar_label(ax.containers[0], labels=[f"{v:.3g} s" for v in prep], fontsize=7, padding=2)
+        ax.set_xlim(0, prep.max() * 1.25)
     ax.set_yticks(y)
     ax.set_yticklabels(backends)
-    if _wide(prep):
-        ax.set_xscale("log")
-    ax.set_xlim(right=prep.max() * (4 if ax.get_xscale() == "log" else 1.25))
-    ax.set_xlabel("prepare time (s): conversion, compilation, export")
+    ax.set_ylim(-0.7, len(backends) - 0.3)
+    ax.set_xlabel("prepare time (s): conversion, compilation, first step")
     ax.set_title("Start-up cost (largest over batch sizes)", fontsize=10)
     if has_be:
         ax2 = axes[0][1]
         others = [b for b in backends if b != BASELINE]
         finite = [v for v in breakeven.values() if isnum(v) and v > 0]
-        _grouped_bars(ax2, batches, others, lambda g, s: breakeven.get((g, s)) if isnum(breakeven.get((g, s))) else None,
-                      colour, lambda v: f"{v:,.0f}", log=_wide(finite))  # fmt: skip
-        # mark "never" (slower than baseline) explicitly instead of leaving a gap
+        _grouped(ax2, batches, others, lambda g, s: breakeven.get((g, s)) if isnum(breakeven.get((g, s))) else None,
+                 colour, lambda v: f"{v:,.0f}", log=_wide(finite))  # fmt: skip
+        # mark "never" (not faster than the baseline) explicitly instead of leaving a gap
         width = 0.8 / max(len(others), 1)
         for i, name in enumerate(others):
             for j, group in enumerate(batches):

@@ -26,14 +26,20 @@ def one_line(text: object) -> str:
 
 
 def _inline_html(text: str) -> str:
-    parts = _CODE.split(text)  # even indices: plain text, odd: code
-    out = []
-    for i, part in enumerate(parts):
-        if i % 2:
-            out.append(f"<code>{html.escape(part)}</code>")
-        else:
-            out.append(_BOLD.sub(r"<strong>\1</strong>", html.escape(part)))
-    return "".join(out)
+    """HTML for ```code``` and ``**bold**``, where bold may wrap code spans (``**`jit`**``).
+
+    Code spans become placeholders first, so bold is matched across them but never inside them (asterisks in
+    code stay literal); the placeholders, NUL-delimited, survive escaping and are swapped back last.
+    """
+    spans: list[str] = []
+
+    def hold(match: re.Match) -> str:
+        spans.append(f"<code>{html.escape(match.group(1))}</code>")
+        return f"\x00{len(spans) - 1}\x00"
+
+    marked = html.escape(_CODE.sub(hold, text.replace("\x00", "")))
+    marked = _BOLD.sub(r"<strong>\1</strong>", marked)
+    return re.sub(r"\x00(\d+)\x00", lambda m: spans[int(m.group(1))], marked)
 
 
 def _md_cell(text: str) -> str:

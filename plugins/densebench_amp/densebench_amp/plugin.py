@@ -25,43 +25,27 @@ import torch
 
 from densebench_core.backend import BackendInfo
 from densebench_core.hookspecs import hookimpl
-from densebench_core.options import OptionError, merged_options
+from densebench_core.options import Option
 
 NAME = "amp"
 
 #: option value -> torch dtype
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-#: other spellings accepted for ``amp.dtype``
-DTYPE_ALIASES = {"float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
-DEFAULT_OPTIONS = {"dtype": "auto", "init_scale": "65536"}
+OPTIONS = {
+    "dtype": Option(default=None, auto=True, choices=tuple(DTYPES),
+                    aliases={"float16": "fp16", "half": "fp16", "bfloat16": "bf16"},
+                    help="autocast dtype; auto: fp16 on CUDA, bf16 elsewhere"),
+    "init_scale": Option(default=65536.0, type=float, minimum=1.0,
+                         help="the fp16 GradScaler's initial loss scale (training)"),
+}
 
 
-# -- options --------------------------------------------------------------------------------------------------
 def resolve_dtype(ctx) -> str:
-    """The autocast dtype this run uses, ``fp16`` or ``bf16``; raises OptionError for a bad option."""
-    check_option_keys(ctx)
-    raw = str(ctx.option(NAME, "dtype", "auto")).strip().lower()
-    raw = DTYPE_ALIASES.get(raw, raw)
-    if raw == "auto":
+    """The autocast dtype this run uses, ``fp16`` or ``bf16`` (``auto`` resolved for the device)."""
+    chosen = ctx.option(NAME, "dtype")
+    if chosen is None:
         return "fp16" if ctx.is_cuda else "bf16"
-    if raw not in DTYPES:
-        raise OptionError(f"amp.dtype must be auto, fp16 or bf16, not {ctx.option(NAME, 'dtype')!r}")
-    return raw
-
-
-def resolve_init_scale(ctx) -> float:
-    raw = ctx.option(NAME, "init_scale", DEFAULT_OPTIONS["init_scale"])
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not (math.isfinite(value) and value > 0):
-        raise OptionError(f"amp.init_scale must be a positive number, not {raw!r}")
-    return value
-
-
-def check_option_keys(ctx) -> None:
-    merged_options(ctx, NAME, DEFAULT_OPTIONS)
+    return chosen
 
 
 # -- the autocast wrapper -------------------------------------------------------------------------------------
@@ -143,15 +127,13 @@ def backend_info():
         modes=("inference", "training"),
         stage="precision",
         composable=True,
-        options=dict(DEFAULT_OPTIONS),
+        options=OPTIONS,
     )
 
 
 @hookimpl
 def check_available(ctx):
-    option = resolve_dtype(ctx)  # a bad option fails the row here, before anything is built
-    resolve_init_scale(ctx)
-    return autocast_problem(ctx.device.type, option)
+    return autocast_problem(ctx.device.type, resolve_dtype(ctx))
 
 
 @hookimpl
@@ -163,7 +145,7 @@ def prepare_model(model, ctx):
     state = ctx.state.setdefault(NAME, {})
     state.update(dtype=option, steps=0)
     if ctx.training:
-        init_scale = resolve_init_scale(ctx)
+        init_scale = ctx.option(NAME, "init_scale")
         state["scaler"] = make_scaler(device_type, enabled=(option == "fp16"), init_scale=init_scale)
         state["init_scale"] = init_scale
     return wrap(model, device_type, dtype)

@@ -1,6 +1,6 @@
 """``compile``: ``torch.compile`` (TorchInductor by default), inference and training.
 
-Options (``--backend-option compile.KEY=VALUE``), see :data:`DEFAULT_OPTIONS` and README.md:
+Options (``--backend-option compile.KEY=VALUE``), declared typed in :data:`OPTIONS` (see README.md):
 
 * ``mode``: ``default``, ``reduce-overhead`` (CUDA graphs), ``max-autotune``, ``max-autotune-no-cudagraphs``.
 * ``freezing``: ``auto`` (on for inference, off for training), ``true``, ``false``: Inductor freezing (weights
@@ -34,22 +34,33 @@ import torch
 
 from densebench_core.backend import BackendInfo
 from densebench_core.hookspecs import hookimpl
-from densebench_core.options import OptionError, merged_options, parse_bool
+from densebench_core.options import Option, OptionError
 
 NAME = "compile"
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
-DEFAULT_OPTIONS = {
-    "mode": "default",
-    "freezing": "auto",
-    "dynamic": "false",
-    "fullgraph": "false",
-    "backend": "inductor",
-    "recompile_limit": "8",
-    "dense_kernels": "inductor",
-}
 DENSE_KERNELS = ("inductor", "triton")
+OPTIONS = {
+    "mode": Option(default="default", choices=MODES, help="torch.compile mode (reduce-overhead: CUDA graphs)"),
+    "freezing": Option(default=None, type=bool, auto=True,
+                       help="Inductor freezing; auto: on for inference, off for training (never in training)"),
+    "dynamic": Option(default=False, type=bool, auto=True,
+                      help="dynamic shapes; auto: torch's default (static first, dynamic after a recompilation)"),
+    "fullgraph": Option(default=False, type=bool, help="a graph break is an error"),
+    "backend": Option(default="inductor", help="the torch.compile backend (inductor, aot_eager, eager, ...)"),
+    "recompile_limit": Option(default=8, type=int, minimum=1,
+                              help="Dynamo's recompilation limit; reaching it is an error, not an eager fallback"),
+    "dense_kernels": Option(default="inductor", choices=DENSE_KERNELS,
+                            help="triton: each dense layer as one fused Triton GEMM (inference)"),
+}
+
+
+def check_options(values: dict[str, Any]) -> str | None:
+    """Values that do not go together (checked in the parent, before any worker starts)."""
+    if values["backend"] != "inductor" and values["mode"] != "default":
+        return f"mode={values['mode']} needs backend=inductor, not {values['backend']!r}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -71,43 +82,20 @@ class Options:
         return self.inductor and self.mode in CUDAGRAPH_MODES and ctx.is_cuda
 
 
-def _bool(key: str, raw: Any, allow_auto: bool = False) -> bool | None:
-    return parse_bool(NAME, key, raw, allow_auto)
-
-
 def resolve_options(ctx) -> Options:
-    """The run's options with defaults filled in; raises OptionError naming what is allowed."""
-    raw = merged_options(ctx, NAME, DEFAULT_OPTIONS)
-    mode = str(raw["mode"]).strip()
-    if mode not in MODES:
-        raise OptionError(f"compile.mode must be one of {', '.join(MODES)}, not {raw['mode']!r}")
-    backend = str(raw["backend"]).strip()
-    if not backend:
-        raise OptionError("compile.backend must name a torch.compile backend (default: inductor)")
-    if backend != "inductor" and mode != "default":
-        raise OptionError(f"compile.mode={mode} needs compile.backend=inductor, not {backend!r}")
-    freezing_requested = _bool("freezing", raw["freezing"], allow_auto=True)
-    try:
-        limit = int(str(raw["recompile_limit"]).strip())
-    except ValueError:
-        limit = 0
-    if limit < 1:
-        raise OptionError(f"compile.recompile_limit must be a whole number >= 1, not {raw['recompile_limit']!r}")
-    dense_kernels = str(raw["dense_kernels"]).strip()
-    if dense_kernels not in DENSE_KERNELS:
-        raise OptionError(
-            f"compile.dense_kernels must be one of {', '.join(DENSE_KERNELS)}, not {raw['dense_kernels']!r}"
-        )
-    freezing = (not ctx.training) if freezing_requested is None else (freezing_requested and not ctx.training)
+    """The run's typed options, ``auto`` freezing decided for the mode."""
+    values = ctx.options[NAME]
+    requested = values["freezing"]
+    freezing = (not ctx.training) if requested is None else (requested and not ctx.training)
     return Options(
-        mode=mode,
-        freezing=freezing and backend == "inductor",
-        dynamic=_bool("dynamic", raw["dynamic"], allow_auto=True),
-        fullgraph=bool(_bool("fullgraph", raw["fullgraph"])),
-        backend=backend,
-        recompile_limit=limit,
-        freezing_requested=freezing_requested,
-        dense_kernels=dense_kernels,
+        mode=values["mode"],
+        freezing=freezing and values["backend"] == "inductor",
+        dynamic=values["dynamic"],
+        fullgraph=values["fullgraph"],
+        backend=values["backend"],
+        recompile_limit=values["recompile_limit"],
+        freezing_requested=requested,
+        dense_kernels=values["dense_kernels"],
     )
 
 
@@ -198,13 +186,14 @@ def backend_info():
         modes=("inference", "training"),
         stage="compiler",
         composable=True,
-        options=dict(DEFAULT_OPTIONS),
+        options=OPTIONS,
+        check_options=check_options,
     )
 
 
 @hookimpl
 def check_available(ctx):
-    options = resolve_options(ctx)  # a bad option fails the row here, before anything is built
+    options = resolve_options(ctx)
     if not hasattr(torch, "compile"):
         return f"torch {torch.__version__} has no torch.compile"
     if not options.inductor:

@@ -11,7 +11,8 @@ import torch
 from densebench_compile import plugin
 
 from densebench_core.context import RunContext
-from densebench_core.testing import BackendContractSuite, make_context, run_with_options, tiny_model
+from densebench_core.options import OptionError
+from densebench_core.testing import BackendContractSuite, make_context, tiny_model
 
 
 class TestCompile(BackendContractSuite):
@@ -58,26 +59,17 @@ def test_options_parse():
     [
         ({"mode": "fast"}, "compile.mode must be one of default, reduce-overhead, max-autotune, "
                            "max-autotune-no-cudagraphs, not 'fast'"),
-        ({"mdoe": "default"}, "unknown option compile.mdoe"),
-        ({"freezing": "maybe"}, "compile.freezing must be true, false or auto"),
+        ({"mdoe": "default"}, "backend 'compile' has no option 'mdoe'"),
+        ({"freezing": "maybe"}, "compile.freezing must be auto, true or false, not 'maybe'"),
         ({"fullgraph": "auto"}, "compile.fullgraph must be true or false, not 'auto'"),
         ({"recompile_limit": "0"}, "compile.recompile_limit must be a whole number >= 1"),
-        ({"backend": "eager", "mode": "max-autotune"}, "needs compile.backend=inductor"),
+        ({"backend": "eager", "mode": "max-autotune"}, "mode=max-autotune needs backend=inductor"),
         ({"dense_kernels": "cuda"}, "compile.dense_kernels must be one of inductor, triton, not 'cuda'"),
     ],
 )  # fmt: skip
-def test_bad_options_fail_in_check_available(options, message):
-    with pytest.raises(plugin.OptionError, match=message):
-        plugin.check_available(make_ctx(options))
-
-
-def test_bad_mode_fails_the_row_through_the_cli(tmp_path):
-    """A bad mode is the user's error: the row is ``failed`` (not ``skipped``) with the allowed modes, exit 1."""
-    proc, (row,) = run_with_options("compile", tmp_path, "compile.mode=fast")
-    assert proc.returncode == 1, proc.stderr
-    assert row["status"] == "failed"
-    assert "OptionError: compile.mode must be one of default, reduce-overhead" in row["reason"]
-    assert "not 'fast'" in row["reason"]
+def test_bad_options_are_refused_while_parsing(options, message):
+    with pytest.raises(OptionError, match=message):
+        make_ctx(options)
 
 
 def test_available_on_this_cpu():

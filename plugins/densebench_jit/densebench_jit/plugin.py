@@ -1,7 +1,8 @@
 """``jit``: TorchScript for deployment: ``torch.jit.trace``, ``torch.jit.freeze``, ``torch.jit.optimize_for_inference``.
 
-Inference only, CPU and CUDA. With ``--export`` it writes ``models/<backend>_bs<N>.pt``, loadable by
-``torch.jit.load`` in Python and ``torch::jit::load`` in C++.
+Inference only, CPU and CUDA. With ``--export`` it writes ``models/<run_id>/<backend>.pt``, loadable by
+``torch.jit.load`` in Python and ``torch::jit::load`` in C++: one file per run, as the traced DenseNet runs at any
+batch size.
 
 Options (``--backend-option jit.KEY=VALUE``), see README.md for why the CUDA defaults are what they are:
 
@@ -29,13 +30,19 @@ import torch
 
 from densebench_core.backend import BackendInfo
 from densebench_core.hookspecs import hookimpl
-from densebench_core.options import OptionError, merged_options, parse_bool
+from densebench_core.options import Option
 
 NAME = "jit"
 
 FUSERS = ("none", "nnc", "default")
 EXECUTORS = ("profiling", "simple", "legacy")
-DEFAULT_OPTIONS = {"optimize": "true", "fuser": "auto", "executor": "auto"}
+OPTIONS = {
+    "optimize": Option(default=True, type=bool, help="run torch.jit.optimize_for_inference after freezing"),
+    "fuser": Option(default=None, auto=True, choices=FUSERS,
+                    help="TorchScript fuser; auto: none on CUDA, default on the CPU"),
+    "executor": Option(default=None, auto=True, choices=EXECUTORS,
+                       help="TorchScript executor; auto: simple on CUDA, profiling on the CPU"),
+}
 
 
 @dataclass(frozen=True)
@@ -49,20 +56,11 @@ class Options:
 
 
 def resolve_options(ctx) -> Options:
-    """The run's options, ``auto`` resolved for the device; raises OptionError naming what is allowed."""
-    raw = merged_options(ctx, NAME, DEFAULT_OPTIONS)
-    optimize = parse_bool(NAME, "optimize", raw["optimize"])
-    fuser = str(raw["fuser"]).strip().lower()
-    if fuser == "auto":
-        fuser = "none" if ctx.is_cuda else "default"
-    if fuser not in FUSERS:
-        raise OptionError(f"jit.fuser must be auto, {', '.join(FUSERS)}, not {raw['fuser']!r}")
-    executor = str(raw["executor"]).strip().lower()
-    if executor == "auto":
-        executor = "simple" if ctx.is_cuda else "profiling"
-    if executor not in EXECUTORS:
-        raise OptionError(f"jit.executor must be auto, {', '.join(EXECUTORS)}, not {raw['executor']!r}")
-    return Options(optimize=optimize, fuser=fuser, executor=executor)
+    """The run's typed options, ``auto`` resolved for the device."""
+    values = ctx.options[NAME]
+    fuser = values["fuser"] or ("none" if ctx.is_cuda else "default")
+    executor = values["executor"] or ("simple" if ctx.is_cuda else "profiling")
+    return Options(optimize=values["optimize"], fuser=fuser, executor=executor)
 
 
 # -- quiet TorchScript ----------------------------------------------------------------------------------------
@@ -202,13 +200,13 @@ def backend_info():
         modes=("inference",),
         stage="compiler",
         composable=True,
-        options=dict(DEFAULT_OPTIONS),
+        options=OPTIONS,
+        artifact_per_batch_size=False,  # a traced DenseNet runs at any batch size
     )
 
 
 @hookimpl
-def check_available(ctx):
-    resolve_options(ctx)  # a bad option fails the row here, before anything is built
+def check_available():
     return torchscript_problem()
 
 
@@ -240,7 +238,7 @@ def warmup(step, ctx):
 
 @hookimpl
 def export(model, ctx, directory):
-    """Write the frozen TorchScript module as ``<backend>_bs<N>.pt``.
+    """Write the frozen TorchScript module as ``<backend>.pt`` (it runs at any batch size).
 
     What is written is the *frozen* module, not the ``optimize_for_inference`` one: that pass specializes the
     graph to this machine (on the CPU it bakes in MKLDNN weight layouts, which ``torch.jit.load`` then
@@ -249,7 +247,7 @@ def export(model, ctx, directory):
     """
     state = ctx.state.get(NAME, {})
     traced = state.get("traced")
-    path = Path(directory) / f"{ctx.backend}_bs{ctx.batch_size}.pt"
+    path = Path(directory) / f"{ctx.backend}.pt"
     with quiet_torchscript(), torch.no_grad():
         portable = torch.jit.freeze(traced) if traced is not None else model
         torch.jit.save(portable, str(path))

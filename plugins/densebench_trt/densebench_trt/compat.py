@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from densebench_core.options import OptionError  # noqa: F401  (the plugin raises it as compat.OptionError)
+from densebench_core.options import Option, OptionError  # noqa: F401  (the plugin raises compat.OptionError)
 
 NAME = "trt"
 
@@ -42,7 +42,11 @@ MIN_VERSION = (2, 2)
 PRECISIONS = ("fp16", "fp32")
 #: option value -> (torch_tensorrt.save output_format, file suffix)
 FORMATS = {"ep": ("exported_program", ".ep"), "ts": ("torchscript", ".ts")}
-DEFAULT_OPTIONS = {"precision": "fp16", "format": "ep"}
+OPTIONS = {
+    "precision": Option(default="fp16", choices=PRECISIONS, help="the engine's precision"),
+    "format": Option(default="ep", choices=tuple(FORMATS),
+                     help="saved program: ep (torch.export ExportedProgram) or ts (TorchScript)"),
+}
 
 INSTALL_HINT = (
     'pip install "densebench-trt[tensorrt]" --extra-index-url https://pypi.nvidia.com '
@@ -116,20 +120,10 @@ def check_precision(precision: str) -> None:
         raise OptionError(f"trt.precision must be {' or '.join(PRECISIONS)}, not {precision!r}")
 
 
-def resolve_options(options: dict[str, dict[str, str]]) -> TrtOptions:
-    """Read and validate ``--backend-option trt.*`` (``ctx.options``); raises OptionError."""
-    given = dict(options.get(NAME, {}))
-    unknown = sorted(set(given) - set(DEFAULT_OPTIONS))
-    if unknown:
-        raise OptionError(
-            f"unknown option trt.{unknown[0]} (trt understands: {', '.join(sorted(DEFAULT_OPTIONS))})"
-        )
-    precision = str(given.get("precision", DEFAULT_OPTIONS["precision"])).strip().lower()
-    fmt = str(given.get("format", DEFAULT_OPTIONS["format"])).strip().lower()
-    check_precision(precision)
-    if fmt not in FORMATS:
-        raise OptionError(f"trt.format must be {' or '.join(FORMATS)}, not {fmt!r}")
-    return TrtOptions(precision=precision, format=fmt)
+def resolve_options(options: dict[str, dict[str, Any]]) -> TrtOptions:
+    """The typed ``trt`` options of a run (``ctx.options``, parsed by the core), defaults filled in."""
+    values = {key: option.default for key, option in OPTIONS.items()} | dict(options.get(NAME, {}))
+    return TrtOptions(precision=values["precision"], format=values["format"])
 
 
 # -- artifacts --------------------------------------------------------------------------------------------

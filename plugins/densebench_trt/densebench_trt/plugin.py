@@ -36,13 +36,12 @@ def backend_info():
         requires_packages=("torch_tensorrt",),
         stage="compiler",
         composable=True,
-        options=dict(compat.DEFAULT_OPTIONS),
+        options=compat.OPTIONS,
     )
 
 
 @hookimpl
 def check_available(ctx):
-    compat.resolve_options(ctx.options)  # a bad option fails the row here, before anything is built
     module, reason = compat.load_torch_tensorrt()
     if reason:
         return reason

@@ -26,6 +26,7 @@ import torch
 from densebench_trt import compat
 
 from densebench_core.context import RunContext
+from densebench_core.options import resolve
 from densebench_core.plugins import build_registry
 from densebench_core.testing import BackendContractSuite, run_in_process
 
@@ -35,7 +36,6 @@ HAVE_TORCH_TENSORRT = importlib.util.find_spec("torch_tensorrt") is not None
 class TestTrt(BackendContractSuite):
     backend = "trt"
     # fp16 engines on a GPU; the CPU-only tests of the suite skip themselves (trt requires CUDA)
-    min_cosine = 0.999
 
 
 def make_ctx(options=None, backend="trt", members=None, batch_size=2) -> RunContext:
@@ -146,10 +146,10 @@ def test_check_available_accepts_a_new_torch_tensorrt(registry, monkeypatch):
     assert ctx.state["trt"]["torch_tensorrt"] == "2.13.0+cu130"
 
 
-def test_check_available_fails_on_a_bad_option(registry):
-    """A bad option is the user's mistake, not unavailability: it raises (the row fails with the message)."""
-    with pytest.raises(compat.OptionError, match=r"trt.precision must be fp16 or fp32, not 'int8'"):
-        registry.call("trt", "check_available", ctx=make_ctx({"trt": {"precision": "int8"}}))
+def test_a_bad_option_is_refused_while_parsing():
+    """A bad option is the user's mistake, not unavailability: the core refuses it before any worker starts."""
+    with pytest.raises(compat.OptionError, match=r"trt.precision must be one of fp16, fp32, not 'int8'"):
+        resolve("trt", compat.OPTIONS, {"precision": "int8"})
 
 
 def test_torch_mismatch():
@@ -163,7 +163,7 @@ def test_torch_mismatch():
 def test_options_default_and_declared():
     assert compat.resolve_options({}) == compat.TrtOptions(precision="fp16", format="ep")
     info = build_registry().entries["trt"].info
-    assert info.options == {"precision": "fp16", "format": "ep"}
+    assert {key: option.default for key, option in info.options.items()} == {"precision": "fp16", "format": "ep"}
 
 
 @pytest.mark.parametrize("given, expected", [
@@ -171,17 +171,18 @@ def test_options_default_and_declared():
     ({"precision": " FP16 ", "format": "TS"}, compat.TrtOptions("fp16", "ts")),
 ])  # fmt: skip
 def test_options_accepted(given, expected):
-    assert compat.resolve_options({"trt": given, "amp": {"dtype": "bf16"}}) == expected
+    typed = resolve("trt", compat.OPTIONS, given)
+    assert compat.resolve_options({"trt": typed, "amp": {"dtype": "bf16"}}) == expected
 
 
 @pytest.mark.parametrize("given, message", [
-    ({"precision": "bf16"}, r"trt.precision must be fp16 or fp32, not 'bf16'"),
-    ({"format": "onnx"}, r"trt.format must be ep or ts, not 'onnx'"),
-    ({"precison": "fp32"}, r"unknown option trt.precison \(trt understands: format, precision\)"),
+    ({"precision": "bf16"}, r"trt.precision must be one of fp16, fp32, not 'bf16'"),
+    ({"format": "onnx"}, r"trt.format must be one of ep, ts, not 'onnx'"),
+    ({"precison": "fp32"}, r"backend 'trt' has no option 'precison'; its options: format, precision"),
 ])  # fmt: skip
 def test_options_rejected(given, message):
     with pytest.raises(compat.OptionError, match=message):
-        compat.resolve_options({"trt": given})
+        resolve("trt", compat.OPTIONS, given)
 
 
 # -- the two API generations -------------------------------------------------------------------------------
