@@ -30,15 +30,17 @@ class Tolerance:
 
 
 #: Tolerances by arithmetic. Set from the stand-in weights (``--weights random``), whose random features amplify
-#: rounding much more than trained ones do: fp16 there gives rel_err about 0.02 and top-1 agreement about 0.95,
-#: bf16 about 0.13 and 0.80 (docs/perf-notes.md has the measurements). A logit scaled by 1.5 gives rel_err
-#: 0.5; answers shifted by one image give about 1.4 and a top-1 agreement near 0.
+#: rounding much more than trained ones do (docs/perf-notes.md, session 4, has the measurements): on the H200,
+#: TF32 rows gave rel_err 0.009-0.014 and fp16 rows (fused kernels included) 0.023-0.027, both with top-1
+#: agreement 0.94-0.97 on 64 images; bf16 on the CPU about 0.13 and 0.77-0.80. The top-1 bounds sit about three
+#: standard deviations of a 64-image estimate below those: rel_err is the sharper check. A logit scaled by 1.5
+#: gives rel_err 0.5; answers shifted by one image give about 1.4 and a top-1 agreement near 0.
 TOLERANCES = {
     "fp32": Tolerance(max_rel_err=1e-3, min_top1_agree=0.99),
     # fp32 rows on CUDA: cuDNN runs convolutions in TF32 by default (10-bit mantissa, as fp16)
-    "tf32": Tolerance(max_rel_err=0.05, min_top1_agree=0.90),
-    "fp16": Tolerance(max_rel_err=0.05, min_top1_agree=0.90),
-    "bf16": Tolerance(max_rel_err=0.25, min_top1_agree=0.70),
+    "tf32": Tolerance(max_rel_err=0.05, min_top1_agree=0.80),
+    "fp16": Tolerance(max_rel_err=0.05, min_top1_agree=0.80),
+    "bf16": Tolerance(max_rel_err=0.25, min_top1_agree=0.60),
 }
 
 

@@ -23,7 +23,7 @@ from densebench_core.commands_report import report as report_command
 from densebench_core.errors import BadInput
 from densebench_core.report import build_report
 from densebench_core.results import COLUMNS
-from densebench_core.significance import Latency, rank
+from densebench_core.significance import Latency, compare, rank
 from densebench_core.stats import summarize
 from densebench_core.testing import write_rows
 
@@ -248,24 +248,26 @@ def test_serving_choices_follow_the_data(built):
         assert f"{100 * float(pick['top1_agree']):.1f}%" in choose
 
 
-def test_break_even_is_computed_from_prepare_time_and_speed(built):
-    _, written, rows, _ = built
+def test_break_even_is_computed_from_prepare_time_and_a_significant_speed_up(built):
+    _, written, _, _ = built
+    rows = full_rows()
     summary = table_rows(section(written["report_md"].read_text(), "Summary"))
     cells = {(unquote(r[0]), r[1], int(r[2])): r[-1] for r in summary}
-    base = {(r["mode"], int(r["batch_size"])): float(r["throughput_ips"])
-            for r in rows if r["status"] == "ok" and r["backend"] == "baseline"}  # fmt: skip
+    base = {(r["mode"], r["batch_size"]): r for r in rows if r["status"] == "ok" and r["backend"] == "baseline"}
     checked = {"finite": 0, "never": 0}
     for r in rows:
-        key = (r["mode"], int(r["batch_size"]))
+        key = (r["mode"], r["batch_size"])
         if r["status"] != "ok" or r["backend"] == "baseline" or key not in base:
             continue
-        ips, prepare = float(r["throughput_ips"]), float(r["prepare_s"])
-        cell = cells[(r["backend"], r["mode"], int(r["batch_size"]))]
-        if ips > base[key]:
-            images = math.ceil(prepare / (1 / base[key] - 1 / ips))
-            assert cell == f"{images:,} images"
+        ips, prepare, base_ips = r["throughput_ips"], r["prepare_s"], base[key]["throughput_ips"]
+        cell = cells[(r["backend"], r["mode"], r["batch_size"])]
+        faster = compare(Latency.of_row(r, r["latencies_ms"], host_bound=False),
+                         Latency.of_row(base[key], base[key]["latencies_ms"], host_bound=False)).verdict == "faster"
+        if faster:
+            images = math.ceil(prepare / (1 / base_ips - 1 / ips))
+            assert cell == f"{images:,} image{'s' if images != 1 else ''}"
             checked["finite"] += 1
-        else:
+        else:  # slower, or no significant difference: the prepare time is never paid back
             assert cell == "never"
             checked["never"] += 1
     assert checked["finite"] and checked["never"]

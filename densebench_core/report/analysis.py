@@ -147,9 +147,12 @@ def with_baseline(ok: pd.DataFrame, extras: dict[tuple, dict[str, Any]] | None =
     out["speedup_high"] = [c.ratio_high if c else math.nan for c in versus]
     out["vs_baseline"] = [c.verdict if c else None for c in versus]
     out["mem_delta_pct"] = 100.0 * (out["peak_mem_mb"] / out["baseline_mem_mb"] - 1.0)
+    # paid back only by a real speed-up: a row not significantly faster than the baseline never pays back
     out["break_even_images"] = [
-        math.nan if b == BASELINE else break_even_images(p, bi, i)
-        for b, p, bi, i in zip(out["backend"], out["prepare_s"], out["baseline_ips"], out["throughput_ips"])
+        math.nan if b == BASELINE else (break_even_images(p, bi, i) if v == "faster" else
+                                        (math.inf if v is not None else math.nan))
+        for b, p, bi, i, v in zip(out["backend"], out["prepare_s"], out["baseline_ips"], out["throughput_ips"],
+                                  out["vs_baseline"])
     ]
     out["cv"] = [cv(r) for r in out.to_dict("records")]
     return out.drop(columns="baseline_latency")

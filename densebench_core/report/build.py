@@ -240,7 +240,7 @@ def _summary(doc: Doc, rows: pd.DataFrame, scenarios: list[Scenario]) -> None:
              "the fp32 eager `baseline`'s median latency over the row's at the same batch size, with its 95% "
              "interval; \"≈\" marks no significant difference from the baseline. Accuracy is measured on the "
              "seeded evaluation set against the fp32 reference; break-even is the number of images after which "
-             "the backend's prepare time is paid back by its speed-up (\"never\": not faster than the baseline).")
+             "the backend's prepare time is paid back by its speed-up (\"never\": not significantly faster than the baseline).")
     headers = ["Backend", "Mode", "Batch", "p50 (ms) [95% CI]", "p99 (ms)", "Throughput (img/s)", "Speed-up",
                "Peak mem (MB)", "Prepare (s)", "rel_err", "Top-1 agree", "Accuracy", "Break-even"]  # fmt: skip
     table = []
@@ -290,10 +290,10 @@ def _performance(doc: Doc, rows: pd.DataFrame, scenarios: list[Scenario], winner
     )  # fmt: skip
     doc.para(f"Fastest means the lowest median latency. Two backends are called different only when a rank test "
              f"(Mann-Whitney U) on their per-iteration latencies is significant (p < {significance.ALPHA}) *and* "
-             f"their medians differ by more than a {significance.NOISE_FLOOR:.0%} noise floor, and neither was "
-             "timed on a busy machine; otherwise they are tied, and every backend tied with the fastest is listed "
-             "with it. The lead is the runner-up's median over the "
-             "fastest's, with its 95% interval.")
+             "the slower median exceeds the faster by more than the noise floor of their kind of row, and neither "
+             "was timed on a busy machine; otherwise they are tied, and every backend tied with the fastest is "
+             "listed with it. The lead is the runner-up's median over the fastest's, with its 95% interval.")
+    doc.para(_floors_text(rows))
     for scenario in scenarios:
         ws = winners[scenario.slug]
         mine = analysis.rows_of(rows, scenario)
@@ -336,6 +336,25 @@ def _performance(doc: Doc, rows: pd.DataFrame, scenarios: list[Scenario], winner
                      "much that matters): "
                      + ", ".join(f"{code(r['backend'])} batch {int(r['batch_size'])} ({100 * r['cv']:.0f}%)"
                                  for r in noisy) + ".")  # fmt: skip
+
+
+def _floors_text(rows: pd.DataFrame) -> str:
+    """Which noise floor each row of this run has, and why (README, "Statistics")."""
+    kinds: dict[float, list[str]] = {}
+    for r in rows.to_dict("records"):
+        floor = max(significance.NOISE_FLOOR, r["latency"].floor)
+        kinds.setdefault(floor, []).append(f"{code(r['backend'])} batch {int(r['batch_size'])}")
+    why = {significance.HOST_BOUND_FLOOR: "host-bound CUDA rows (the GPU waits for the host's launches; or their "
+                                          "kind is unknown): the same such row in fresh processes was seen up to "
+                                          "99% apart",
+           significance.CPU_FLOOR: "CPU rows on several threads: up to 45% apart from one process to the next",
+           significance.CPU_ONE_THREAD_FLOOR: "CPU rows on one thread: 4-5% apart from one process to the next"}
+    parts = []
+    for floor, names in sorted(kinds.items()):
+        label = why.get(floor, "GPU-bound CUDA rows: 0.2-0.4% apart from one process to the next")
+        listed = _and(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        parts.append(f"{floor:.0%} for {listed} ({label})")
+    return "Noise floors in this run: " + "; ".join(parts) + "."
 
 
 def _fastest_names(ranked: analysis.Ranking, bold: bool = True) -> str:
