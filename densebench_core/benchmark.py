@@ -157,12 +157,11 @@ def plan(config: RunConfig, registry: PluginRegistry) -> list[Planned]:
     if config.all_backends:
         names = sorted(registry.entries, key=lambda n: (n != "baseline", n))
         recipes = [(n, [n], {}, None) for n in names]
+        config.backends = names  # what --all meant, for the run's settings
     else:
         if not config.backends:
             raise BadInput("name a backend with --backend NAME or run them all with --all")
         recipes = [_resolve_spec(spec, registry, infos) for spec in config.backends]
-    if config.all_backends:
-        config.backends = [name for name, *_ in recipes]  # what --all meant, for the run's settings
     in_run = {member for _, members, _, _ in recipes for member in members}
     for backend, values in config.options.items():
         if backend not in in_run:

@@ -36,6 +36,7 @@ intervals (``[low_B / high_A, high_B / low_A]``, conservative).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -50,6 +51,10 @@ CPU_FLOOR = 0.5
 CPU_ONE_THREAD_FLOOR = 0.10
 #: a CUDA row is host-bound when launching one step takes at least this share of the step's latency
 HOST_BOUND_SHARE = 0.7
+#: bootstrap resamples for a ratio's interval (seeded: the same samples always give the same interval), drawn from
+#: at most BOOTSTRAP_SAMPLES of each row's samples (a seeded subset: a GPU row can hold tens of thousands)
+RESAMPLES = 2000
+BOOTSTRAP_SAMPLES = 4000
 
 
 def row_floor(device: str | None, host_bound: bool | None, threads: int | None = None) -> float:
@@ -60,8 +65,7 @@ def row_floor(device: str | None, host_bound: bool | None, threads: int | None =
     if device == "cpu":
         return CPU_ONE_THREAD_FLOOR if threads == 1 else CPU_FLOOR
     return 0.0
-#: bootstrap resamples for a ratio's interval (seeded: the same samples always give the same interval)
-RESAMPLES = 2000
+
 
 FASTER, SLOWER, TIE = "faster", "slower", "tie"
 
@@ -144,6 +148,7 @@ class Comparison:
         return f"{evidence}; beyond {floor}"
 
 
+@functools.lru_cache(maxsize=4096)  # a report asks for the same pairs from several sections
 def compare(a: Latency, b: Latency, floor: float | None = None) -> Comparison:
     """Is A faster than B? See the module docstring for the rule.
 
@@ -197,8 +202,11 @@ def _bootstrap_ratio(a: Sequence[float], b: Sequence[float]) -> tuple[float, flo
     def ratio(x, y, axis=-1):
         return np.median(y, axis=axis) / np.median(x, axis=axis)
 
-    result = bootstrap((np.asarray(a), np.asarray(b)), ratio, n_resamples=RESAMPLES, method="percentile",
-                       vectorized=True, paired=False, random_state=np.random.default_rng(0))  # fmt: skip
+    rng = np.random.default_rng(0)
+    a, b = (x if len(x) <= BOOTSTRAP_SAMPLES else rng.choice(x, BOOTSTRAP_SAMPLES, replace=False)
+            for x in (np.asarray(a), np.asarray(b)))
+    result = bootstrap((a, b), ratio, n_resamples=RESAMPLES, method="percentile", vectorized=True, paired=False,
+                       batch=200, random_state=rng)  # fmt: skip
     interval = result.confidence_interval
     return float(interval.low), float(interval.high)
 

@@ -92,9 +92,16 @@ def test_env_json_describes_the_machine():
     assert info["torch"] == torch.__version__ and "cudnn" in info and "gpus" in info
 
 
-def test_the_run_settings_name_what_all_meant(quick_run):
-    _, _, out = quick_run
-    config = json.loads((out / "R" / "benchmark_results.json").read_text())["config"]
+def test_the_run_settings_name_what_all_meant(quick_run, tmp_path):
+    _, rows, out = quick_run
+    run = out / "R" / "runs" / rows[0]["run_id"]  # this run's own files (another test adds a run to the folder)
+    config = json.loads((run / "results.json").read_text())["config"]
     assert config["all_backends"] is True and config["backends"] == ["baseline", "channels_last", "fp16"]
-    settings = (out / "R" / "report.md").read_text().split("### Run settings", 1)[1]
-    assert "backends | ['baseline', 'channels_last', 'fp16']" in settings and "[]" not in settings.split("\n")[4]
+    from densebench_core.report import build_report
+
+    copy = tmp_path / "R"
+    copy.mkdir()
+    (copy / "benchmark_results.csv").write_bytes((run / "benchmark_results.csv").read_bytes())
+    (copy / "results.json").write_bytes((run / "results.json").read_bytes())
+    settings = build_report(copy)["report_md"].read_text().split("### Run settings", 1)[1]
+    assert "| backends | ['baseline', 'channels_last', 'fp16'] |" in settings

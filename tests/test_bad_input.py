@@ -49,6 +49,16 @@ def test_bad_run_arguments(tmp_path, args, words):
 
 
 @pytest.fixture(scope="module")
+def earlier_run(tmp_path_factory):
+    """A results folder holding one good run, which bad input must leave as it is."""
+    folder = tmp_path_factory.mktemp("earlier")
+    good = run_densebench("run", "--backend", "baseline", *TINY, "--output-dir", str(folder / "r"),
+                          "--log-dir", str(folder / "l"))
+    assert good.returncode == 0, good.stderr
+    return folder
+
+
+@pytest.fixture(scope="module")
 def bad_weights(tmp_path_factory):
     """Files a user might pass as --weights by mistake, each of a kind densebench must refuse up front."""
     from torchvision.models import densenet121, resnet18
@@ -71,14 +81,11 @@ def bad_weights(tmp_path_factory):
     ("not_tensors.pt", ["not a state dict of tensors"]),
     (".", ["is a directory"]),
 ])  # fmt: skip
-def test_bad_weights_files_are_refused_before_any_worker(tmp_path, bad_weights, name, words):
-    results = tmp_path / "r"
-    good = run_densebench("run", "--backend", "baseline", *TINY, "--output-dir", str(results),
-                          "--log-dir", str(tmp_path / "l"))
-    assert good.returncode == 0, good.stderr
+def test_bad_weights_files_are_refused_before_any_worker(earlier_run, bad_weights, name, words):
+    results = earlier_run / "r"
     before = (results / "benchmark_results.csv").read_text()
     proc = run_densebench("run", "--backend", "baseline", *TINY, "--weights", str(bad_weights / name),
-                          "--output-dir", str(results), "--log-dir", str(tmp_path / "l"))
+                          "--output-dir", str(results), "--log-dir", str(earlier_run / "l"))
     assert_bad_input(proc, *words)
     assert "unsafe" not in proc.stderr and "weights_only=False" not in proc.stderr  # never advise loading unsafely
     assert (results / "benchmark_results.csv").read_text() == before

@@ -380,3 +380,38 @@ def test_report_command_bad_input_through_the_real_cli(tmp_path):
     assert proc.returncode == 2, proc.stderr
     expected = f"densebench: error: results directory not found: {tmp_path / 'nowhere'}"
     assert proc.stderr.strip().splitlines() == [expected]
+
+
+def test_every_backend_has_a_colour_of_its_own():
+    from densebench_core.report import plots
+
+    names = ["baseline"] + [f"backend{i}" for i in range(23)]
+    colours = plots.colours(names)
+    assert len(set(colours.values())) == len(names)  # no two backends share a legend colour
+    grey = [c for b, c in colours.items() if b != "baseline" and max(c[:3]) - min(c[:3]) < 0.05]
+    assert not grey, "a grey backend is hard to tell from the near-black baseline"
+
+
+def test_accuracy_labels_never_call_a_small_difference_exact():
+    from densebench_core.report.plots import _accuracy_label
+
+    assert _accuracy_label("rel_err", 1e-6, exact=False) == "1e-06"
+    assert _accuracy_label("rel_err", 0.0, exact=True) == "0 (identical output)"
+    assert _accuracy_label("rel_err", 0.0, exact=False) == "0"
+    assert _accuracy_label("top1_agree", 0.953125, exact=False) == "95.3%"
+
+
+def test_values_spanning_orders_of_magnitude_are_points_not_bars():
+    from densebench_core.report import plots
+
+    plt = plots._pyplot()
+    values = {(1, "a"): 0.1, (1, "b"): 300.0, (32, "a"): 2.0, (32, "b"): 40.0}
+    colour = plots.colours(["a", "b"])
+    for log, bars in ((False, 4), (True, 0)):
+        fig, ax = plt.subplots()
+        plots._grouped(ax, [1, 32], ["a", "b"], lambda g, s: values[(g, s)], colour, lambda v: f"{v:g}",
+                       interval=lambda g, s: (values[(g, s)] * 0.9, values[(g, s)] * 1.1), log=log)
+        assert len(ax.patches) == bars  # a bar's length means nothing on a log axis: points there
+        assert (ax.get_yscale() == "log") == log
+        assert ax.containers  # the error bars (95% intervals) are drawn either way
+        plt.close(fig)

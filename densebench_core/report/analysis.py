@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -226,7 +226,6 @@ class Pick:
     ranking: Ranking
     #: the best option that keeps top-1 agreement with the baseline, when the pick does not
     exact_alternative: dict[str, Any] | None = None
-    caveats: list[str] = field(default_factory=list)
 
     @property
     def scenario(self) -> Scenario:

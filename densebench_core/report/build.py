@@ -206,7 +206,8 @@ def _row_names(records: list[dict]) -> list[str]:
 
 
 def _winners(ranked: analysis.Ranking) -> str:
-    """``**`a`**``, or ``**`a`**, tied with `b` and `c`,`` when the fastest group holds several."""
+    """``**`a`**``, or ``**`a`** (tied with `b` and `c`: no significant difference)`` when the fastest group holds
+    several."""
     text = f"**{code(ranked.best['backend'])}**"
     if ranked.tied:
         text += f" (tied with {_and([code(n) for n in ranked.tied])}: no significant difference)"
@@ -216,6 +217,8 @@ def _winners(ranked: analysis.Ranking) -> str:
 def _vs_base(row: dict) -> str:
     if row["backend"] == BASELINE or not isnum(row.get("speedup")):
         return ""
+    if row.get("vs_baseline") == "tie":
+        return f", ≈ {speedup(row)} the baseline (no significant difference)"
     return f", {speedup(row)} the baseline"
 
 
