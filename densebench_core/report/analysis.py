@@ -330,10 +330,6 @@ def top_operators(profile: Any, kind: str, limit: int = 5) -> list[dict[str, Any
     return unique[:limit]
 
 
-#: Below this share of a step with the GPU busy, a row is host-bound: the GPU waits for kernel launches.
-HOST_BOUND_BUSY_PCT = 70.0
-
-
 def gpu_busy_pct(profile: Any, latency_mean_ms: Any) -> float | None:
     """Share of a measured step the GPU spent running its own work (profiled kernels / mean step time), or None.
 

@@ -625,28 +625,36 @@ def _where_time_goes(doc: Doc, results: Results, rows: pd.DataFrame, scenarios: 
 
 
 def _gpu_busy(doc: Doc, results: Results, mine: pd.DataFrame, scenario: Scenario) -> bool:
-    """A table of how busy the GPU was in each profiled row, and which rows are host-bound; False if none."""
-    busy = []
+    """Who waits for whom in each CUDA row: the host's launch time and the profiled GPU work against the step, and
+    which rows are host-bound (the one rule, the significance rule's: launch time against latency); False if no
+    row says."""
+    table, bound = [], []
     for r in mine.sort_values(["backend", "batch_size"]).to_dict("records"):
-        profile = (results.extras.get(_key(r)) or {}).get("profile")
+        extra = results.extras.get(_key(r)) or {}
+        profile, launch = extra.get("profile"), extra.get("launch_ms")
         pct = analysis.gpu_busy_pct(profile, r.get("latency_mean_ms"))
-        if pct is not None:
-            busy.append((r["backend"], int(r["batch_size"]), profile["device_ms_per_step"], r["latency_mean_ms"], pct))
-    if not busy:
+        if pct is None and not isnum(launch):
+            continue
+        host_bound = extra.get("host_bound")
+        table.append([code(r["backend"]), str(int(r["batch_size"])), num(r.get("latency_p50_ms")), num(launch),
+                      num(profile["device_ms_per_step"]) if pct is not None else "—",
+                      f"{pct:.0f}%" if pct is not None else "—",
+                      {True: "**yes**", False: "no"}.get(host_bound, "—")])  # fmt: skip
+        if host_bound:
+            bound.append(f"{code(r['backend'])} batch {int(r['batch_size'])}")
+    if not table:
         return False
-    doc.heading(2, f"GPU busy ({scenario.label})")
-    doc.para("Device time of the profiled pass's kernels, copies and memsets per step, against the mean step time "
-             "of the timed loop: the share of a step the GPU was working.")  # fmt: skip
-    doc.table(["Backend", "Batch", "GPU work (ms/step)", "Step (ms)", "GPU busy"],
-              [[code(b), str(n), num(work), num(step), f"{pct:.0f}%"] for b, n, work, step, pct in busy], "lrrrr")  # fmt: skip
-    limit = analysis.HOST_BOUND_BUSY_PCT
-    bound = [f"{code(b)} batch {n} ({pct:.0f}%)" for b, n, _, _, pct in busy if pct < limit]
-    if bound:
-        doc.para(f"Host-bound (GPU busy under {limit:.0f}% of a step: it waits for the CPU to launch kernels, so "
-                 "faster kernels will not help, fewer launches will; CUDA graphs, e.g. `compile.mode=reduce-overhead`, "
-                 "replay a whole step with one launch): " + ", ".join(bound) + ".")  # fmt: skip
-    else:
-        doc.para(f"No row is host-bound: the GPU is busy at least {limit:.0f}% of every profiled step.")
+    doc.heading(2, f"Who waits for whom ({scenario.label})")
+    doc.para("Launch: the host's time to launch one step onto an idle GPU, timed without the profiler. GPU work: "
+             "device time of the profiled pass's kernels, copies and memsets per step; GPU busy: that against the "
+             "mean step time. A row is host-bound when its launch takes at least "
+             f"{significance.HOST_BOUND_SHARE:.0%} of its median latency: the GPU waits for the CPU, so faster "
+             "kernels will not help and fewer launches will (CUDA graphs, e.g. `compile.mode=reduce-overhead`, "
+             "replay a whole step with one launch), and its timing moves with the host's speed from one process "
+             f"to the next (its noise floor is {significance.HOST_BOUND_FLOOR:.0%}).")  # fmt: skip
+    doc.table(["Backend", "Batch", "p50 (ms)", "Launch (ms)", "GPU work (ms/step)", "GPU busy", "Host-bound"],
+              table, "lrrrrrl")  # fmt: skip
+    doc.para("Host-bound: " + _and(bound) + "." if bound else "No row is host-bound.")
     return True
 
 
