@@ -1,10 +1,25 @@
 """Test sessions: the core alone, each plugin alone with the core, everything together, and lint.
 
-Session virtualenvs see the interpreter's site-packages (``--system-site-packages``), so torch and the other
-heavy third-party packages are installed once (``.ci/run`` does that) instead of once per session; densebench's
-own packages are installed into each session alone, so each session sees exactly the plugins it installed.
-Run ``nox -l`` to list them, ``nox -s core`` to run one.
+torch and the other heavy third-party packages are installed once, not once per session. Where they come from:
+
+- the dependency virtualenv ``.ci/.deps`` (``DENSEBENCH_TEST_DEPS`` names another), which ``.ci/run`` creates and
+  fills and which holds no densebench package: when it exists, each session venv gets its site-packages on the
+  path, after the session's own, through a ``.pth`` file. Sessions see nothing else from the Python that runs nox,
+  so this works the same from an activated virtualenv (where ``--system-site-packages`` would give the base
+  interpreter's packages, not the virtualenv's) and from one with densebench installed (e.g. all plugins editable);
+- otherwise (``nox`` run without ``.ci/run`` ever having run), the site-packages of the interpreter behind the
+  Python that runs nox (``--system-site-packages``), as before: install the test dependencies there yourself
+  (``bash scripts/install_test_deps.sh``). Inside an activated virtualenv that is its base interpreter, so use
+  ``.ci/run`` there.
+
+densebench's own packages are installed into each session alone, so each session sees exactly the plugins it
+installed. Run ``nox -l`` to list the sessions, ``nox -s core`` to run one.
 """
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import nox
 
@@ -12,12 +27,49 @@ nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = False
 
 PLUGINS = ["amp", "compile", "jit", "trt"]
-VENV = ["--system-site-packages"]
 INSTALL = ["--no-build-isolation"]
 PYTEST = ["python", "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs"]
+DEPS_VENV = Path(os.environ.get("DENSEBENCH_TEST_DEPS") or Path(__file__).resolve().parent / ".ci" / ".deps")
+DEPS_PYTHON = DEPS_VENV / "bin" / "python"
+PTH = "densebench_test_deps.pth"
+WRITE_PTH = (
+    "import pathlib, sys, sysconfig as c; pathlib.Path(c.get_path('purelib'), sys.argv[1]).write_text(sys.argv[2])"
+)
+
+
+def deps_site_packages():
+    """The dependency virtualenv's site-packages, or None where there is none usable by sessions of this Python."""
+    if not DEPS_PYTHON.exists():
+        if "DENSEBENCH_TEST_DEPS" in os.environ:
+            sys.exit(f"noxfile: DENSEBENCH_TEST_DEPS={DEPS_VENV}: {DEPS_PYTHON} does not exist")
+        return None
+    program = "import sys, sysconfig; print('%d.%d' % sys.version_info[:2]); print(sysconfig.get_path('purelib'))"
+    proc = subprocess.run([str(DEPS_PYTHON), "-c", program], capture_output=True, text=True)
+    version, _, purelib = proc.stdout.strip().partition("\n")
+    mine = "%d.%d" % sys.version_info[:2]  # sessions are created from the Python that runs nox
+    if proc.returncode == 0 and version == mine:
+        return purelib
+    why = f"its python is {version}, nox runs on {mine}" if proc.returncode == 0 else proc.stderr.strip()
+    if "DENSEBENCH_TEST_DEPS" in os.environ:
+        sys.exit(f"noxfile: DENSEBENCH_TEST_DEPS={DEPS_VENV} is not usable: {why}")
+    print(f"noxfile: not using {DEPS_VENV} ({why}); sessions use --system-site-packages", file=sys.stderr)
+    return None
+
+
+DEPS_SITE = deps_site_packages()
+VENV = [] if DEPS_SITE else ["--system-site-packages"]
+
+
+def use_test_deps(session):
+    """Give the session venv the dependency virtualenv's site-packages (its .pth files too), after its own."""
+    if DEPS_SITE:
+        line = f"import site; site.addsitedir({DEPS_SITE!r})\n"
+        session.log(f"test dependencies: {DEPS_SITE} on the path ({PTH})")
+        session.run("python", "-c", WRITE_PTH, PTH, line, silent=True, log=False)
 
 
 def install_core(session):
+    use_test_deps(session)
     session.install(*INSTALL, "-e", ".")
 
 
@@ -56,5 +108,6 @@ def all(session):
 @nox.session(python=False)
 def lint(session):
     """ruff on the Python code; hadolint, shellcheck and compose validation on the Docker setup."""
-    session.run("python3", "-m", "ruff", "check", ".")
-    session.run("bash", "scripts/lint_docker.sh")
+    python = str(DEPS_PYTHON) if DEPS_SITE else "python3"  # the dependency virtualenv has ruff
+    session.run(python, "-m", "ruff", "check", ".")
+    session.run("bash", "scripts/lint_docker.sh", env={"PYTHON": python})

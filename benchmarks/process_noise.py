@@ -16,12 +16,13 @@ Writes ``--out`` (JSON: every process's median per row, and the spread) and prin
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from densebench_core.schema import CSV_NAME, read_results_csv
 
 
 def main() -> int:
@@ -41,11 +42,10 @@ def main() -> int:
             if proc.returncode != 0:
                 print(proc.stdout + proc.stderr, file=sys.stderr)
                 return proc.returncode
-            with open(out / "benchmark_results.csv", newline="") as handle:
-                for row in csv.DictReader(handle):
-                    if row["status"] == "ok":
-                        key = f"{row['backend']} {row['mode']} bs{row['batch_size']}"
-                        medians.setdefault(key, []).append(float(row["latency_p50_ms"]))
+            frame = read_results_csv(out / CSV_NAME)
+            for row in frame[frame["status"] == "ok"].to_dict("records"):
+                key = f"{row['backend']} {row['mode']} bs{int(row['batch_size'])}"
+                medians.setdefault(key, []).append(row["latency_p50_ms"])
     summary = {key: {"medians_ms": values, "spread": max(values) / min(values) - 1.0}
                for key, values in medians.items()}  # fmt: skip
     args.out.write_text(json.dumps({"run_args": run_args, "processes": args.processes, "rows": summary}, indent=1))

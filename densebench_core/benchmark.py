@@ -11,12 +11,13 @@ from typing import Any, Callable, Iterable, Protocol
 from densebench_core import envinfo
 from densebench_core.backend import canonical_name, parse_recipe, recipe_name
 from densebench_core.errors import BadInput
+from densebench_core.job import Job
 from densebench_core.model import MIN_IMAGE_SIZE
 from densebench_core.options import OptionError, resolve_recipe
 from densebench_core.plugins import PluginRegistry, missing_requirements
 from densebench_core.presets import PRESETS
 from densebench_core.results import ResultsStore, check_writable, json_safe, new_run_id
-from densebench_core.runner import Job, run_job
+from densebench_core.runner import run_isolated
 
 MODES = ("inference", "training")
 
@@ -26,11 +27,11 @@ MODES = ("inference", "training")
 #: MAX_TIME_FACTOR times ``min_time``).
 DEFAULTS = {
     "full": {"batch_sizes": (1, 32, 256), "image_size": 224, "warmup": 10, "min_iters": 50,
-             "min_time": 2.0, "timeout": 900.0, "ci_target": 1.0, "eval_images": 256},
+             "min_time": 2.0, "timeout": 900.0, "phase_timeout": 300.0, "ci_target": 1.0, "eval_images": 256},
     "quick-cpu": {"batch_sizes": (1, 2), "image_size": 64, "warmup": 2, "min_iters": 10,
-                  "min_time": 0.2, "timeout": 600.0, "ci_target": 2.0, "eval_images": 64},
+                  "min_time": 0.2, "timeout": 600.0, "phase_timeout": 120.0, "ci_target": 2.0, "eval_images": 64},
     "quick-cuda": {"batch_sizes": (1, 32), "image_size": 224, "warmup": 5, "min_iters": 20,
-                   "min_time": 0.5, "timeout": 300.0, "ci_target": 2.0, "eval_images": 64},
+                   "min_time": 0.5, "timeout": 300.0, "phase_timeout": 120.0, "ci_target": 2.0, "eval_images": 64},
 }  # fmt: skip
 MAX_TIME_FACTOR = 5.0
 
@@ -53,6 +54,7 @@ class RunConfig:
     ci_target: float | None = None  # percent of the median
     eval_images: int | None = None
     timeout: float | None = None
+    phase_timeout: float | None = None  # seconds for each phase after the measurement
     output_dir: Path = Path("results")
     log_dir: Path = Path("logs/tensorboard")
     profile: bool = True
@@ -77,6 +79,7 @@ class RunConfig:
         for flag, value, low, strict in (
             ("--warmup", self.warmup, 0, False), ("--min-iters", self.min_iters, 1, False),
             ("--min-time", self.min_time, 0, False), ("--timeout", self.timeout, 0, True),
+            ("--phase-timeout", self.phase_timeout, 0, True),
             ("--eval-images", self.eval_images, 1, False), ("--ci-target", self.ci_target, 0, True),
         ):  # fmt: skip
             if not (value > low if strict else value >= low):
@@ -133,23 +136,12 @@ def parse_options(pairs: Iterable[str]) -> dict[str, dict[str, str]]:
     return options
 
 
-@dataclass
-class Planned:
-    """A job to run, or a row already decided (skipped or failed) without running anything."""
+def plan(config: RunConfig, registry: PluginRegistry) -> list[Job]:
+    """Expand --all / --backend (names, recipes, presets) into one job per batch size; raises BadInput.
 
-    backend: str
-    members: list[str]
-    mode: str
-    batch_size: int
-    decided: dict[str, Any] | None = None
-    #: the options the user or a preset set (shown in the ``options`` column), typed
-    options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: every option of every member, typed, defaults filled in: what the hooks see in ``ctx.options``
-    resolved: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def plan(config: RunConfig, registry: PluginRegistry) -> list[Planned]:
-    """Expand --all / --backend (names, recipes, presets) into one item per batch size; raises BadInput."""
+    A job whose row is decided without running anything (a backend not installed, unavailable here, or broken)
+    carries that row in ``decided``.
+    """
     infos = registry.infos()
     for backend in config.options:
         if backend not in registry.entries:
@@ -167,7 +159,7 @@ def plan(config: RunConfig, registry: PluginRegistry) -> list[Planned]:
         if backend not in in_run:
             given = ", ".join(f"{backend}.{key}" for key in values)
             config.warnings.append(f"--backend-option {given} ignored: backend {backend!r} is not in this run")
-    planned: list[Planned] = []
+    jobs: list[Job] = []
     for name, members, preset_options, decided in recipes:
         given = {m: {**preset_options.get(m, {}), **config.options.get(m, {})} for m in members}
         try:
@@ -178,9 +170,16 @@ def plan(config: RunConfig, registry: PluginRegistry) -> list[Planned]:
         for mode in config.modes:
             row_decided = decided or _decide_without_running(members, registry, config.device, mode)
             for batch_size in config.batch_sizes:
-                planned.append(Planned(name, members, mode, batch_size, row_decided, shown, resolved))
-    planned.sort(key=lambda item: config.modes.index(item.mode))  # modes in the order asked, as before
-    return planned
+                jobs.append(Job(
+                    backend=name, members=members, mode=mode, batch_size=batch_size, device=config.device,
+                    image_size=config.image_size, warmup=config.warmup,
+                    min_iters=config.min_iters, min_time=config.min_time, max_time=config.max_time,
+                    ci_target=config.ci_target / 100.0, eval_images=config.eval_images, timeout=config.timeout,
+                    phase_timeout=config.phase_timeout, seed=config.seed, options=resolved, shown_options=shown,
+                    export=config.export and mode == "inference", decided=row_decided,
+                ))  # fmt: skip
+    jobs.sort(key=lambda job: config.modes.index(job.mode))  # modes in the order asked, as before
+    return jobs
 
 
 def _resolve_spec(spec: str, registry: PluginRegistry, infos) -> tuple[str, list[str], dict, dict | None]:
@@ -227,14 +226,14 @@ def _raise_keyboard_interrupt(signum, frame):
 def execute(
     config: RunConfig,
     registry: PluginRegistry,
-    jobs: list[Planned],
+    jobs: list[Job],
     sinks: list[Sink] | None = None,
-    on_start: Callable[[int, int, Planned], None] | None = None,
+    on_start: Callable[[int, int, Job], None] | None = None,
     on_wait: Callable[[str, float], None] | None = None,
 ) -> ResultsStore:
     """Run the planned jobs (from :func:`plan`) in order, writing each row as soon as it exists.
 
-    ``on_wait(phase, elapsed_s)`` is called while a job's child process runs (see :func:`runner.run_job`).
+    ``on_wait(phase, elapsed_s)`` is called while a job's child process runs (see :func:`runner.run_isolated`).
     SIGTERM stops like Ctrl-C.
     """
     check_writable(config.output_dir)
@@ -245,19 +244,19 @@ def execute(
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         exported: dict[tuple[str, str], dict[str, Any]] = {}  # artifacts that serve every batch size
-        for index, item in enumerate(jobs):
+        for index, job in enumerate(jobs):
             if on_start:
-                on_start(index, len(jobs), item)
-            shared = _shares_artifact(item, registry)
-            earlier = exported.get((item.backend, item.mode)) if shared else None
-            job = _job_for(item, config, store, export=earlier is None)
-            result = item.decided or run_job(job, store.work_dir, on_wait)
+                on_start(index, len(jobs), job)
+            shared = _shares_artifact(job, registry)
+            earlier = exported.get((job.backend, job.mode)) if shared else None
+            job = _in_run(job, config, store, export=job.export and earlier is None)
+            result = job.decided or run_isolated(job, store.work_dir, on_wait)
             if shared and result.get("status") == "ok":
                 if earlier:  # the file written for an earlier batch size is this row's artifact too
                     result = {**result, **earlier}
                 elif result.get("artifact_path"):
-                    exported[(item.backend, item.mode)] = {k: result[k] for k in ("artifact_path", "artifact_mb")}
-            row = store.add(_row(item, config, result))
+                    exported[(job.backend, job.mode)] = {k: result[k] for k in ("artifact_path", "artifact_mb")}
+            row = store.add(_row(job, config, result))
             for sink in sinks:
                 sink.on_row(row)
     finally:
@@ -267,55 +266,41 @@ def execute(
     return store
 
 
-def _shares_artifact(item: Planned, registry: PluginRegistry) -> bool:
+def _shares_artifact(job: Job, registry: PluginRegistry) -> bool:
     """Whether the recipe's exporting member (the last with ``export``) writes the same file for every batch size."""
-    for name in reversed(item.members):
+    for name in reversed(job.members):
         entry = registry.entries.get(name)
         if entry is not None and "export" in entry.hooks:
             return entry.info is not None and not entry.info.artifact_per_batch_size
     return False
 
 
-def _job_for(item: Planned, config: RunConfig, store: ResultsStore, export: bool = True) -> Job:
+def _in_run(job: Job, config: RunConfig, store: ResultsStore, export: bool) -> Job:
+    """The job with what is known once the run starts: the weights, the run's models, profile and work folders."""
     profile_dir = None
     if config.profile:
-        profile_dir = str(config.log_dir / "profiler" / f"{store.run_id}_{item.backend}_{item.mode}")
-    return Job(
-        backend=item.backend,
-        members=item.members,
-        mode=item.mode,
-        batch_size=item.batch_size,
-        device=config.device,
-        image_size=config.image_size,
-        weights=config.weights,
-        warmup=config.warmup,
-        min_iters=config.min_iters,
-        min_time=config.min_time,
-        max_time=config.max_time,
-        ci_target=config.ci_target / 100.0,
-        eval_images=config.eval_images,
-        timeout=config.timeout,
-        seed=config.seed,
-        options=item.resolved,
-        export=export and config.export and item.mode == "inference",
-        models_dir=str(store.models_dir.resolve()),
-        profile_dir=profile_dir,
-        cache_dir=str(store.work_dir.resolve()),
-    )
+        profile_dir = str(config.log_dir / "profiler" / f"{store.run_id}_{job.backend}_{job.mode}")
+    return job.replace(weights=config.weights, export=export, models_dir=str(store.models_dir.resolve()), profile_dir=profile_dir,
+                       cache_dir=str(store.work_dir.resolve()))
 
 
-def _row(item: Planned, config: RunConfig, result: dict[str, Any]) -> dict[str, Any]:
+def _row(job: Job, config: RunConfig, result: dict[str, Any]) -> dict[str, Any]:
     row = dict(result)
+    root = config.output_dir.resolve()
     if row.get("artifact_path"):  # relative to the results folder, however --output-dir was written
-        row["artifact_path"] = os.path.relpath(Path(row["artifact_path"]).resolve(), config.output_dir.resolve())
+        row["artifact_path"] = os.path.relpath(Path(row["artifact_path"]).resolve(), root)
+    if row.get("log"):
+        row["log"] = os.path.relpath(Path(row["log"]).resolve(), root)
+        if row.get("status") in ("failed", "timeout"):
+            row["reason"] = f"{row.get('reason', '')} (worker log: {row['log']})"
     row.update(
-        backend=item.backend,
-        mode=item.mode,
+        backend=job.backend,
+        mode=job.mode,
         device=config.device,
-        batch_size=item.batch_size,
+        batch_size=job.batch_size,
         image_size=config.image_size,
         weights=config.weights,
-        options=item.options,
+        options=job.shown_options,
     )
     row.setdefault("precision", None)
     return json_safe(row)

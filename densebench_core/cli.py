@@ -9,7 +9,9 @@ from pathlib import Path
 import click
 
 from densebench_core import __version__
+from densebench_core.commands_report import compare, report
 from densebench_core.errors import BadInput
+from densebench_core.tensorboard_cmd import tensorboard
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 # click >= 8.2 raises this for a bare `densebench`; older releases print the help themselves
@@ -20,6 +22,10 @@ _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", getattr(click.
 @click.version_option(__version__, prog_name="densebench")
 def cli() -> None:
     """densebench: measure DenseNet-121 optimization backends uniformly and report which to deploy."""
+
+
+for _command in (report, compare, tensorboard):  # commands that live beside their concept
+    cli.add_command(_command)
 
 
 @cli.command()
@@ -43,7 +49,11 @@ def cli() -> None:
               help="Stop measuring once the median's 95%% interval is within +-PCT%% of it (default 1; --quick 2).")
 @click.option("--eval-images", type=int, default=None,
               help="Seeded images in the accuracy check (default 256; --quick 64).")
-@click.option("--timeout", type=float, default=None, help="Seconds per (backend, batch size) child process.")
+@click.option("--timeout", type=float, default=None,
+              help="Seconds per (backend, batch size) child process (default 900; --quick 600 on CPU, 300 on CUDA).")
+@click.option("--phase-timeout", type=float, default=None,
+              help="Seconds for each phase after the measurement: accuracy check, export, profile (default 300; "
+                   "--quick 120). A phase out of time costs only itself: the row keeps its measurement.")
 @click.option("--output-dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
 @click.option("--log-dir", type=click.Path(path_type=Path), default=Path("logs/tensorboard"), show_default=True)
 @click.option("--profile/--no-profile", default=True, show_default=True,
@@ -55,8 +65,8 @@ def cli() -> None:
               help="A backend setting, e.g. compile.mode=max-autotune (repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights and inputs.")
 def run(all_backends, backends, device, mode, batch_sizes, image_size, weights, warmup, min_iters,
-        min_time, max_time, ci_target, eval_images, timeout, output_dir, log_dir, profile, export, quick,
-        backend_options, seed):
+        min_time, max_time, ci_target, eval_images, timeout, phase_timeout, output_dir, log_dir, profile, export,
+        quick, backend_options, seed):
     """Benchmark backends; each (backend, batch size) runs in its own process."""
     from densebench_core import benchmark, model, progress
     from densebench_core.plugins import build_registry
@@ -77,6 +87,7 @@ def run(all_backends, backends, device, mode, batch_sizes, image_size, weights, 
         ci_target=ci_target,
         eval_images=eval_images,
         timeout=timeout,
+        phase_timeout=phase_timeout,
         output_dir=output_dir,
         log_dir=log_dir,
         profile=profile,
@@ -192,17 +203,7 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def _add_optional_commands() -> None:
-    """Commands that live beside their concept: report/compare, tensorboard."""
-    from densebench_core import commands_report, tensorboard_cmd
-
-    cli.add_command(commands_report.report)
-    cli.add_command(commands_report.compare)
-    cli.add_command(tensorboard_cmd.tensorboard)
-
-
 def main(argv: list[str] | None = None) -> None:
-    _add_optional_commands()
     try:
         code = cli.main(args=argv, prog_name="densebench", standalone_mode=False)
     except BadInput as exc:

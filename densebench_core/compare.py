@@ -28,9 +28,9 @@ from pathlib import Path
 from densebench_core import significance
 from densebench_core.errors import BadInput
 from densebench_core.report.analysis import latency_of
-from densebench_core.report.data import CSV_NAME, KEY_COLUMNS, load_csv_and_json, row_key
+from densebench_core.schema import BROKEN, CSV_NAME, KEY_COLUMNS, load_csv_and_json, row_key
 
-DEFAULT_FLOOR_PCT = 5.0
+DEFAULT_FLOOR_PCT = round(100 * significance.COMPARE_FLOOR, 6)  # percent, as --floor takes it
 #: compare cannot judge a file without these
 REQUIRED = (*KEY_COLUMNS, "status", "throughput_ips", "latency_p50_ms")
 
@@ -56,12 +56,9 @@ class CompareRow:
     device: str
     base_throughput: float
     new_throughput: float
-    throughput_change_pct: float
     base_p50_ms: float
     new_p50_ms: float
     p50_change_pct: float
-    base_mem_mb: float
-    new_mem_mb: float
     mem_change_pct: float
     #: NEW against BASE (``ratio`` = base median / new median: below 1, NEW is slower)
     comparison: significance.Comparison
@@ -108,7 +105,7 @@ class CompareResult:
     @property
     def stopped_working(self) -> list[tuple[tuple, str, str]]:
         """Pairs that were ok and now failed or timed out (counted as regressions)."""
-        return [b for b in self.broken if b[2] in ("failed", "timeout")]
+        return [b for b in self.broken if b[2] in BROKEN]
 
     @property
     def has_regression(self) -> bool:
@@ -162,11 +159,9 @@ def compare_results(base_csv: Path | str, new_csv: Path | str,
         result.rows.append(CompareRow(
             *key,
             base_throughput=b["throughput_ips"], new_throughput=n["throughput_ips"],
-            throughput_change_pct=_change_pct(b["throughput_ips"], n["throughput_ips"]),
             base_p50_ms=b["latency_p50_ms"], new_p50_ms=n["latency_p50_ms"],
             p50_change_pct=_change_pct(b["latency_p50_ms"], n["latency_p50_ms"]),
-            base_mem_mb=b.get("peak_mem_mb", math.nan), new_mem_mb=n.get("peak_mem_mb", math.nan),
-            mem_change_pct=_change_pct(b.get("peak_mem_mb", math.nan), n.get("peak_mem_mb", math.nan)),
+            mem_change_pct=_change_pct(b["peak_mem_mb"], n["peak_mem_mb"]),
             comparison=comparison,
         ))  # fmt: skip
     result.only_in_new = [k for k, n in new.items() if k not in base and n["status"] == "ok"]
@@ -214,7 +209,7 @@ def format_table(result: CompareResult) -> str:
                        f"({', '.join(_key_text(r.key) for r in busy[:4])}{', ...' if len(busy) > 4 else ''}); "
                        "rerun on a quiet machine")
     for key, before, after in result.broken:
-        tag = "REGRESSION" if after in ("failed", "timeout") else "note"
+        tag = "REGRESSION" if after in BROKEN else "note"
         out.append(f"{tag}: {_key_text(key)} was {before} in base, {after} in new")
     if result.only_in_base:
         out.append("only in base (not compared): " + ", ".join(_key_text(k) for k in result.only_in_base))

@@ -1,4 +1,4 @@
-"""The run context handed to every hook: what is being measured, and the state hooks share."""
+"""The run context handed to every hook: the job being measured, and the state hooks share."""
 
 from __future__ import annotations
 
@@ -6,30 +6,50 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from densebench_core.job import Job
+
 
 @dataclass
 class RunContext:
     """One (backend or recipe, mode, batch size) measurement as the hooks see it.
 
-    Hooks may read everything and set ``precision``, ``notes`` and ``state``.
+    Read-only, from the job: ``backend`` (the row's name, e.g. ``channels_last+amp``), ``members`` (the recipe's
+    backends in stage order), ``mode`` (``inference`` or ``training``; ``training`` is True for the latter),
+    ``batch_size``, ``image_size``, ``warmup`` (the warm-up iterations asked for), ``seed``, ``models_dir`` (the
+    run's folder for artifacts, or None) and ``job`` itself; ``device`` is a ``torch.device``.
+
+    Hooks may set:
+
+    * ``precision``: the arithmetic the backend runs in (``fp32``, ``tf32``, ``fp16``, ``bf16``, ``amp-fp16``,
+      ``amp-bf16``); the core checks the step's output dtype against it and picks the accuracy tolerance by it.
+    * ``notes``: lines for the row's ``notes`` column.
+    * ``state``: a dict shared by the hooks of one row; keep your entries under your backend's name.
+
+    Set by the core in training mode: ``optimizer`` (SGD over the prepared model's parameters), ``loss_fn``
+    (cross-entropy) and ``targets`` (the seeded labels of the batch).
     """
 
-    backend: str
-    members: list[str]
+    job: Job
     device: Any  # torch.device
-    mode: str
-    batch_size: int
-    image_size: int
-    warmup: int
-    options: dict[str, dict[str, str]] = field(default_factory=dict)
     precision: str = "fp32"
-    seed: int = 0
-    models_dir: Path | None = None
     optimizer: Any = None
     loss_fn: Any = None
     targets: Any = None
     notes: list[str] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
+
+    backend = property(lambda self: self.job.backend)
+    members = property(lambda self: list(self.job.members))
+    mode = property(lambda self: self.job.mode)
+    batch_size = property(lambda self: self.job.batch_size)
+    image_size = property(lambda self: self.job.image_size)
+    warmup = property(lambda self: self.job.warmup)
+    seed = property(lambda self: self.job.seed)
+    options = property(lambda self: self.job.options)
+
+    @property
+    def models_dir(self) -> Path | None:
+        return Path(self.job.models_dir) if self.job.models_dir else None
 
     @property
     def is_cuda(self) -> bool:
@@ -37,10 +57,10 @@ class RunContext:
 
     @property
     def training(self) -> bool:
-        return self.mode == "training"
+        return self.job.training
 
     def option(self, backend: str, key: str, default: Any = None) -> Any:
-        """The value of ``--backend-option BACKEND.KEY=VALUE``, else ``default``."""
+        """The typed value of option ``BACKEND.KEY`` (``--backend-option``, a preset, or its default)."""
         return self.options.get(backend, {}).get(key, default)
 
     def synchronize(self) -> None:

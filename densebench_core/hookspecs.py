@@ -50,7 +50,8 @@ def prepare_model(model, example_inputs, ctx):
     :param example_inputs: the seeded input batch, already transformed by every ``prepare_inputs`` of the
         recipe, for tracing or compiling.
     :param ctx: the run context; set ``ctx.precision`` if the backend changes the arithmetic precision.
-    :return: the model to measure (a module or any callable taking the input batch).
+    :return: the model to measure (a module or any callable taking the input batch); return the model it was
+        given when it changes nothing. Anything not callable (``None`` included) fails the row, naming the hook.
     """
 
 
@@ -62,16 +63,18 @@ def prepare_inputs(inputs, ctx):
 
     :param inputs: the seeded fp32 input batch (or the previous recipe member's result).
     :param ctx: the run context.
-    :return: the transformed batch.
+    :return: the transformed batch, a ``torch.Tensor`` (the batch it was given when it changes nothing).
     """
 
 
 @hookspec(firstresult=True)
 def warmup(step, model, inputs, ctx):
-    """Run the warm-up iterations before measurement.
+    """Run warm-up iterations before measurement.
 
     The core's default runs ``step()`` ``ctx.warmup`` times and synchronizes the device. Implement it only when
-    warm-up needs more (for example, recording compiler counters to detect recompilation later).
+    warm-up needs more (a compiler that needs a minimum number of calls). In a recipe every member that
+    implements it runs, in stage order (the core's default then does not run); to record state right before
+    timing, implement ``before_measure`` instead, which runs after all of them.
 
     :param step: a zero-argument callable doing one measured step.
     :param model: the prepared model.
@@ -92,13 +95,29 @@ def run_step(model, inputs, ctx):
     :param model: the prepared model.
     :param inputs: the prepared input batch.
     :param ctx: the run context (``ctx.mode``, ``ctx.optimizer``, ``ctx.loss_fn``, ``ctx.targets``).
-    :return: the model output of this step.
+    :return: the model output of this step: logits, a ``torch.Tensor`` of shape ``(batch size, 1000)``, one row
+        per image, in a dtype the row's ``ctx.precision`` allows (``fp32``/``tf32``: float32; ``fp16``,
+        ``amp-fp16``: float16 or float32; ``bf16``, ``amp-bf16``: bfloat16 or float32). The first step and every
+        step of the accuracy check are held to this; a training step must also update the weights.
+    """
+
+
+@hookspec(firstresult=True)
+def before_measure(model, ctx):
+    """Record what the timed loop must not change, right before it starts (after every member's warm-up).
+
+    In a recipe every member that implements it runs, in stage order. Pairs with ``after_measure``: the
+    ``compile`` backend records its compilation counters here and checks them there.
+
+    :param model: the prepared model.
+    :param ctx: the run context; keep what you record in ``ctx.state[your backend name]``.
+    :return: ignored.
     """
 
 
 @hookspec(firstresult=True)
 def after_measure(model, ctx):
-    """Check what happened during the timed loop.
+    """Check what happened during the timed loop. In a recipe every member that implements it runs.
 
     :param model: the prepared model.
     :param ctx: the run context.
@@ -118,5 +137,7 @@ def export(model, example_inputs, ctx, directory):
     :param example_inputs: the prepared input batch.
     :param ctx: the run context.
     :param directory: a ``pathlib.Path`` (the results' ``models/`` folder) to write into.
-    :return: the path of the written artifact, or ``None`` if nothing was written.
+    :return: the path of the written artifact (a non-empty file inside ``directory``), or ``None`` if nothing
+        was written. Any other value, or a path outside ``directory``, is a failed export: a note on the row,
+        whose measurement stands.
     """

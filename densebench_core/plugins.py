@@ -3,13 +3,25 @@
 Each entry point is loaded on its own and any failure is recorded (llm#1280: pluggy's own loader lets one
 broken plugin take the host down). ``DENSEBENCH_PLUGINS=amp,jit`` narrows which entry points load
 (the built-ins always load: they are the reference); ``DENSEBENCH_PLUGINS=`` (empty) loads none.
+
+What a plugin gets as its status:
+
+* ``failed``: the plugin is broken. Its import raised, took longer than ``DENSEBENCH_IMPORT_TIMEOUT`` seconds
+  (default 20), or named a module its own distribution does not have; or a hook is unknown (a typo such as
+  ``prepare_modle``), unmarked, or gives a parameter a default value (pluggy never passes those, as pytest's
+  ``check_pending`` rule has it); or ``backend_info`` did not return a ``BackendInfo``.
+* ``unavailable``: the plugin is fine but cannot run on this machine: a package it imports or declares in
+  ``requires_packages`` is missing, or it ``requires_cuda`` and there is no CUDA device.
+* ``ok``: everything else.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
 import importlib.util
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -20,6 +32,9 @@ from densebench_core.backend import BackendInfo
 
 ENTRY_POINT_GROUP = "densebench"
 ENV_PLUGINS = "DENSEBENCH_PLUGINS"
+ENV_IMPORT_TIMEOUT = "DENSEBENCH_IMPORT_TIMEOUT"
+#: seconds a plugin may take to import before it is reported ``failed`` and the command goes on without it
+IMPORT_TIMEOUT_S = 20.0
 BUILTIN_MODULES = (
     "densebench_core.builtins.baseline",
     "densebench_core.builtins.channels_last",
@@ -74,20 +89,27 @@ class PluginRegistry:
         self.entries[name] = entry
         try:
             self.pm.register(plugin, name=name)
-        except Exception as exc:  # a bad hookimpl signature, a duplicate name
+        except Exception as exc:  # a hookimpl with a parameter its spec does not have, a duplicate name
             entry.status, entry.reason = "failed", f"registration failed: {exc}"
             return entry
-        entry.hooks = sorted(
-            hook for hook in _hook_names() if self.find_impl(name, hook) is not None
-        )
+        problem = hook_problems(self.pm, plugin)
+        if problem:
+            entry.status, entry.reason = "failed", problem
+            self.pm.unregister(name=name)
+            return entry
+        entry.hooks = sorted(hook for hook in hook_names() if self.find_impl(name, hook) is not None)
         try:
             found, info = self.call(name, "backend_info")
             if not found or not isinstance(info, BackendInfo):
-                raise TypeError("backend_info() must return a densebench_core.backend.BackendInfo")
+                raise TypeError(f"backend_info() must return a densebench_core.backend.BackendInfo, not {info!r}")
             entry.info = info
         except Exception as exc:
             entry.status, entry.reason = "failed", f"backend_info failed: {type(exc).__name__}: {exc}"
             self.pm.unregister(name=name)
+            return entry
+        unmet = machine_lacks(info)
+        if unmet:
+            entry.status, entry.reason = "unavailable", unmet
         return entry
 
     def add_failed(
@@ -110,21 +132,63 @@ class PluginRegistry:
             return False, None
         return True, fn(**kwargs)
 
-    def last_impl(self, members: list[str], hook: str) -> Callable | None:
-        """The implementation of the last recipe member (stage order) that has ``hook``."""
-        for name in reversed(members):
-            fn = self.find_impl(name, hook)
-            if fn is not None:
-                return fn
-        return None
+    def impls(self, members: list[str], hook: str) -> list[tuple[str, Callable]]:
+        """(member, implementation) of every recipe member that has ``hook``, in stage order."""
+        return [(name, fn) for name in members if (fn := self.find_impl(name, hook)) is not None]
+
+    def last_impl(self, members: list[str], hook: str) -> tuple[str, Callable] | None:
+        """(member, implementation) of the last recipe member (stage order) that has ``hook``."""
+        found = self.impls(members, hook)
+        return found[-1] if found else None
 
     # -- queries -------------------------------------------------------------------------------------
     def infos(self) -> dict[str, BackendInfo]:
-        return {n: e.info for n, e in self.entries.items() if e.status == "ok" and e.info is not None}
+        """Every backend that described itself: ``ok`` ones and those ``unavailable`` on this machine."""
+        return {n: e.info for n, e in self.entries.items() if e.status != "failed" and e.info is not None}
 
 
-def _hook_names() -> list[str]:
+def hook_names() -> list[str]:
     return [n for n in dir(hookspecs) if hasattr(getattr(hookspecs, n), "densebench_spec")]
+
+
+def hook_problems(pm: pluggy.PluginManager, plugin: Any) -> str | None:
+    """What is wrong with ``plugin``'s hooks, once registered: unknown names, defaulted parameters, unmarked hooks.
+
+    A hook name with no spec would load and never run (pluggy's ``check_pending`` refuses it for the same reason);
+    a parameter with a default never receives a value; a function named like a hook but not marked ``@hookimpl``
+    is not registered at all.
+    """
+    known = hook_names()
+    problems = []
+    for caller in pm.get_hookcallers(plugin) or []:
+        if caller.spec is None:
+            close = difflib.get_close_matches(caller.name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known hooks: {', '.join(known)})"
+            problems.append(f"unknown hook {caller.name!r}{hint}")
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin and impl.kwargnames:
+                problems.append(
+                    f"hook {caller.name!r} gives {', '.join(impl.kwargnames)} a default value: the core never passes "
+                    "a value to such a parameter, so it would always be the default; remove the default"
+                )
+    registered = {caller.name for caller in pm.get_hookcallers(plugin) or []}
+    for name in known:
+        function = getattr(plugin, name, None)
+        if callable(function) and name not in registered:
+            problems.append(f"{name}() is not marked @hookimpl (densebench_core.hookspecs.hookimpl), so it never runs")
+    return "; ".join(problems) or None
+
+
+def machine_lacks(info: BackendInfo) -> str | None:
+    """What this machine lacks for the backend (a declared package, a CUDA device), or None."""
+    missing = _missing_packages(info)
+    if info.requires_cuda:
+        import torch
+
+        if not torch.cuda.is_available():
+            missing.append("requires a CUDA device, and this machine has none")
+    return "; ".join(missing) or None
 
 
 def _bind_kwargs(function: Callable, argnames: tuple[str, ...]) -> Callable:
@@ -145,22 +209,27 @@ def _allowed_names() -> set[str] | None:
     return {n.strip() for n in raw.split(",") if n.strip()}
 
 
-def build_registry(load_entry_points: bool = True) -> PluginRegistry:
-    """Build a fresh registry: built-ins, then each installed entry point, failures recorded."""
+def build_registry(load_entry_points: bool = True, only: set[str] | None = None) -> PluginRegistry:
+    """Build a fresh registry: built-ins, then each installed entry point, failures recorded.
+
+    :param only: load only these entry points (a worker loads just its recipe's members); default: all that
+        ``DENSEBENCH_PLUGINS`` allows.
+    """
     registry = PluginRegistry()
     for module_name in BUILTIN_MODULES:
         module = importlib.import_module(module_name)
         registry.add(module.NAME, module, "densebench-core", __version__)
     if not load_entry_points:
         return registry
-    allowed = _allowed_names()
+    allowed = _allowed_names() if only is None else set(only)
     entry_points = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
     unknown = sorted((allowed or set()) - {ep.name for ep in entry_points} - set(registry.entries))
-    if unknown:
+    if unknown and only is None:
         installed = ", ".join(ep.name for ep in entry_points) or "none"
         registry.warnings.append(f"{ENV_PLUGINS} names {', '.join(map(repr, unknown))}, which "
                                  f"{'is' if len(unknown) == 1 else 'are'} not installed (installed plugins: "
                                  f"{installed})")
+    timeout = import_timeout()
     for ep in entry_points:
         if allowed is not None and ep.name not in allowed:
             continue
@@ -170,10 +239,20 @@ def build_registry(load_entry_points: bool = True) -> PluginRegistry:
             registry.add_failed(ep.name, dist, version, f"name {ep.name!r} is already taken")
             continue
         try:
-            plugin = ep.load()
+            plugin = _load(ep, timeout)
         except ModuleNotFoundError as exc:
-            reason = f"missing dependency: the Python package {exc.name!r} is not installed"
-            registry.add_failed(ep.name, dist, version, reason, status="unavailable")
+            if _is_own_module(exc.name, ep):
+                reason = (f"broken plugin: entry point {ep.value!r} needs module {exc.name!r}, which its own "
+                          f"distribution {dist} does not have")
+                registry.add_failed(ep.name, dist, version, reason)
+            else:
+                reason = f"missing dependency: the Python package {exc.name!r} is not installed"
+                registry.add_failed(ep.name, dist, version, reason, status="unavailable")
+            continue
+        except ImportTimeout:
+            registry.add_failed(ep.name, dist, version, (
+                f"import did not finish within {timeout:g} s ({ENV_IMPORT_TIMEOUT}); the command goes on without "
+                f"it (leave it out with {ENV_PLUGINS}=NAME,... listing the plugins to load)"))  # fmt: skip
             continue
         except BaseException as exc:  # SystemExit or worse from a plugin must not take the host down
             if isinstance(exc, KeyboardInterrupt):
@@ -184,6 +263,51 @@ def build_registry(load_entry_points: bool = True) -> PluginRegistry:
     return registry
 
 
+class ImportTimeout(Exception):
+    """A plugin's import did not finish in time."""
+
+
+def import_timeout() -> float:
+    raw = os.environ.get(ENV_IMPORT_TIMEOUT, "")
+    try:
+        return float(raw) if raw.strip() else IMPORT_TIMEOUT_S
+    except ValueError:
+        return IMPORT_TIMEOUT_S
+
+
+def _load(ep: importlib.metadata.EntryPoint, timeout: float) -> Any:
+    """``ep.load()`` in a daemon thread, given ``timeout`` seconds: a plugin hanging at import cannot hang us.
+
+    The thread of an import that never ends is left behind; being a daemon, it does not keep the process alive.
+    """
+    outcome: dict[str, Any] = {}
+
+    def load() -> None:
+        try:
+            outcome["plugin"] = ep.load()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller as is
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=load, name=f"densebench import {ep.name}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise ImportTimeout(ep.name)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["plugin"]
+
+
+def _is_own_module(missing: str | None, ep: importlib.metadata.EntryPoint) -> bool:
+    """Whether the missing module belongs to the plugin's own packages (a broken plugin, not a missing dependency)."""
+    if not missing:
+        return True
+    own = {ep.module.split(".")[0]}
+    if ep.dist is not None:
+        own.update((ep.dist.read_text("top_level.txt") or "").split())
+    return missing.split(".")[0] in own
+
+
 def missing_requirements(info: BackendInfo, device_type: str, mode: str) -> str | None:
     """Why a backend cannot run here, judged from its ``BackendInfo`` alone (every unmet need), or None."""
     missing = []
@@ -191,7 +315,9 @@ def missing_requirements(info: BackendInfo, device_type: str, mode: str) -> str 
         missing.append(f"does not support {mode} mode (supports: {', '.join(info.modes)})")
     if info.requires_cuda and device_type != "cuda":
         missing.append(f"requires a CUDA device (running on {device_type})")
-    for package in info.requires_packages:
-        if importlib.util.find_spec(package) is None:
-            missing.append(f"requires the Python package {package!r}, which is not installed")
-    return "; ".join(missing) or None
+    return "; ".join(missing + _missing_packages(info)) or None
+
+
+def _missing_packages(info: BackendInfo) -> list[str]:
+    return [f"requires the Python package {p!r}, which is not installed" for p in info.requires_packages
+            if importlib.util.find_spec(p) is None]  # fmt: skip

@@ -1,5 +1,7 @@
 """Results storage: the CSV users read, every run kept whole, rows written as each measurement finishes.
 
+The files' columns and format are :mod:`densebench_core.schema`'s; this module decides where they go and when.
+
 Layout under the results directory::
 
     benchmark_results.csv        the latest run (replaced atomically after every row)
@@ -10,9 +12,6 @@ Layout under the results directory::
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import os
 import secrets
@@ -20,38 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from densebench_core import schema
 from densebench_core.errors import BadInput
-
-COLUMNS = [
-    "run_id", "backend", "mode", "device", "batch_size", "image_size", "precision", "status", "reason",
-    "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms", "latency_std_ms",
-    "throughput_ips", "peak_mem_mb", "prepare_s", "max_abs_err", "cosine_sim", "top1_agree",
-    "artifact_path", "artifact_mb", "iterations", "torch_version", "device_name", "timestamp",
-    # then, in the contract's order, the columns of features added since
-    "weights", "options", "notes", "p50_ci_low_ms", "p50_ci_high_ms", "eval_images", "rel_err", "accuracy_ok",
-]  # fmt: skip
-
-STATUSES = ("ok", "skipped", "failed", "timeout")
 
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            return ""
-        return f"{value:.8g}"
-    if isinstance(value, (list, tuple)):
-        return "; ".join(str(v) for v in value)
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True) if value else ""
-    return str(value)
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -90,39 +63,22 @@ class ResultsStore:
 
     def add(self, row: dict[str, Any]) -> dict[str, Any]:
         """Complete ``row`` with the run's columns and persist everything written so far."""
-        full = {column: row.get(column) for column in COLUMNS}
+        full = {column: row.get(column) for column in schema.COLUMNS}
         full["run_id"] = self.run_id
         full["torch_version"] = full["torch_version"] or self.environment.get("torch")
         full["device_name"] = full["device_name"] or self.environment.get("device_name")
         full["timestamp"] = full["timestamp"] or time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        extra = {k: v for k, v in row.items() if k not in COLUMNS}
+        extra = {k: v for k, v in row.items() if k not in schema.COLUMNS}
         self.rows.append({**full, **extra})
         self._flush()
         return self.rows[-1]
 
-    def csv_text(self) -> str:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(COLUMNS)
-        for row in self.rows:
-            writer.writerow([_cell(row.get(column)) for column in COLUMNS])
-        return buffer.getvalue()
-
-    def json_text(self) -> str:
-        document = {
-            "run_id": self.run_id,
-            "environment": self.environment,
-            "config": self.config,
-            "rows": self.rows,
-        }
-        return json.dumps(document, indent=1, default=str, allow_nan=False)
-
     def _flush(self) -> None:
-        csv_text, json_text = self.csv_text(), self.json_text()
-        _atomic_write(self.run_dir / "benchmark_results.csv", csv_text)
-        _atomic_write(self.run_dir / "results.json", json_text)
-        _atomic_write(self.results_dir / "benchmark_results.csv", csv_text)
-        _atomic_write(self.results_dir / "benchmark_results.json", json_text)
+        csv_text = schema.csv_text(self.rows)
+        json_text = schema.json_text(self.run_id, self.environment, self.config, self.rows)
+        for directory, json_name in ((self.run_dir, schema.RUN_JSON), (self.results_dir, schema.LATEST_JSON)):
+            _atomic_write(directory / schema.CSV_NAME, csv_text)
+            _atomic_write(directory / json_name, json_text)
 
 
 def json_safe(value: Any) -> Any:

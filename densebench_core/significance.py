@@ -32,6 +32,9 @@ under CPU oversubscription one step took 300× longer. No floor or interval from
 difference from a real one. The ratio carries a 95% interval: a bootstrap of the ratio of medians
 (``scipy.stats.bootstrap``, percentile method) from the raw samples, else the interval from the two medians'
 intervals (``[low_B / high_A, high_B / low_A]``, conservative).
+
+Noise has one vocabulary here: the floors above (per kind of row, and ``compare``'s :data:`COMPARE_FLOOR` between
+two runs), and a row's spread (:func:`cv`), called noisy above :data:`NOISY_CV` by the worker's notes and the report.
 """
 
 from __future__ import annotations
@@ -51,6 +54,11 @@ CPU_FLOOR = 0.5
 CPU_ONE_THREAD_FLOOR = 0.10
 #: a CUDA row is host-bound when launching one step takes at least this share of the step's latency
 HOST_BOUND_SHARE = 0.7
+#: ``densebench compare``'s default floor between two runs: their rows' own noise, plus what changed between them
+COMPARE_FLOOR = 0.05
+#: a row whose spread (:func:`cv`: std over mean of its per-iteration latency) is above this is called noisy (a
+#: note on its row, a line in the report); its verdicts stand, with intervals as wide as that spread makes them
+NOISY_CV = 0.10
 #: bootstrap resamples for a ratio's interval (seeded: the same samples always give the same interval), drawn from
 #: at most BOOTSTRAP_SAMPLES of each row's samples (a seeded subset: a GPU row can hold tens of thousands)
 RESAMPLES = 2000
@@ -65,6 +73,13 @@ def row_floor(device: str | None, host_bound: bool | None, threads: int | None =
     if device == "cpu":
         return CPU_ONE_THREAD_FLOOR if threads == 1 else CPU_FLOOR
     return 0.0
+
+
+def cv(mean: Any, std: Any) -> float:
+    """A row's spread: the coefficient of variation std/mean of its per-iteration latency; NaN when unknown."""
+    if _number(mean) is not None and _number(std) is not None and mean > 0:
+        return std / mean
+    return math.nan
 
 
 FASTER, SLOWER, TIE = "faster", "slower", "tie"
@@ -120,10 +135,6 @@ class Comparison:
     busy: bool
 
     @property
-    def differs(self) -> bool:
-        return self.verdict != TIE
-
-    @property
     def change_pct(self) -> float:
         """A's latency relative to B's, in percent (negative: A is faster)."""
         return 100.0 * (1.0 / self.ratio - 1.0)
@@ -156,7 +167,7 @@ def compare(a: Latency, b: Latency, floor: float | None = None) -> Comparison:
         (:func:`row_floor`) apply when larger.
     """
     busy = a.busy or b.busy
-    floor = max(NOISE_FLOOR if floor is None else floor, a.floor, b.floor)
+    floor = noise_floor(a, b, floor=floor)
     ratio = b.p50 / a.p50
     p_value = None
     if a.samples and b.samples and len(a.samples) > 1 and len(b.samples) > 1:
@@ -178,15 +189,20 @@ def compare(a: Latency, b: Latency, floor: float | None = None) -> Comparison:
     return Comparison(ratio, low, high, verdict, method, p_value, floor, busy)
 
 
+def noise_floor(*latencies: Latency, floor: float | None = None) -> float:
+    """The noise floor of a comparison of these rows: the largest of their own floors (:func:`row_floor`) and
+    ``floor`` (default :data:`NOISE_FLOOR`)."""
+    return max(NOISE_FLOOR if floor is None else floor, *(latency.floor for latency in latencies))
+
+
 def relative_difference(ratio: float) -> float:
     """How much slower the slower of two rows is, as a fraction of the faster: the same for ratio r and 1/r."""
     return max(ratio, 1.0 / ratio) - 1.0
 
 
 def _cv(latency: Latency) -> float:
-    if latency.mean and latency.std is not None and latency.mean > 0:
-        return latency.std / latency.mean
-    return 0.0
+    spread = cv(latency.mean, latency.std)
+    return 0.0 if math.isnan(spread) else spread
 
 
 def _rank_test(a: Sequence[float], b: Sequence[float]) -> float:

@@ -53,15 +53,6 @@ def tag_prefix(row: dict[str, Any]) -> str:
     return f"{_clean(row['backend'])}/{_clean(row['mode'])}/bs{row['batch_size']}"
 
 
-def row_tags(row: dict[str, Any]) -> list[str]:
-    """The scalar tags an ok row writes into its run (what a reader of the event files can expect)."""
-    prefix, group = tag_prefix(row), f"{_clean(row['backend'])}/{_clean(row['mode'])}/{BY_BATCH}"
-    tags = [f"{prefix}/latency_ms"] if row.get("latencies_ms") else []
-    tags += [f"{prefix}/{name}" for field, name in SCALAR_FIELDS.items() if _number(row.get(field))]
-    tags += [f"{group}/{field}" for field in BY_BATCH_FIELDS if _number(row.get(field))]
-    return tags
-
-
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 

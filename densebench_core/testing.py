@@ -12,7 +12,9 @@ The suite holds every plugin to one contract: it is discovered, describes itself
 claims on the CPU (or is skipped with a reason), answers like the fp32 baseline on a seeded evaluation set
 (``accuracy_ok``: within the tolerance of its arithmetic, at batch size 4 so that a backend mixing up the images of
 a batch is caught), exports what it promises, and measures end to end through the real ``densebench run`` in a
-child process.
+child process. What the core checks on every row, the suite therefore checks too: hook names and parameters
+(a typo, a default value), every hook's return value, the output's shape and its dtype against ``ctx.precision``,
+and that a training step changes the weights. Every run of the suite uses a batch of at least 2 images.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ import pytest
 
 from densebench_core.backend import STAGES, BackendInfo
 from densebench_core.benchmark import MODES
-from densebench_core.plugins import build_registry, missing_requirements
-from densebench_core.runner import Job
+from densebench_core.job import Job
+from densebench_core.plugins import build_registry, hook_names, missing_requirements
 
 #: images in the accuracy check of the kit's in-process runs: enough to see a wrong answer, quick on a CPU
 EVAL_IMAGES = 64
@@ -54,7 +56,7 @@ def read_rows(csv_path: Path) -> list[dict[str, str]]:
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
     """Write ``rows`` as a results CSV with the contract's columns (missing cells empty), values as given."""
-    from densebench_core.results import COLUMNS
+    from densebench_core.schema import COLUMNS
 
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -94,7 +96,7 @@ def densenet_with_bn_statistics():
     return model.eval()
 
 
-def run_in_process(backend: str, *, mode: str = "inference", batch_size: int = 1, image_size: int = 32,
+def run_in_process(backend: str, *, mode: str = "inference", batch_size: int = 2, image_size: int = 32,
                    models_dir: Path | None = None, options: dict | None = None,
                    eval_images: int = EVAL_IMAGES) -> dict[str, Any]:
     """Run one job through the worker's code path in this process (fast; no isolation).
@@ -110,12 +112,12 @@ def run_in_process(backend: str, *, mode: str = "inference", batch_size: int = 1
     members = parse_recipe(backend, registry.infos())
     job = Job(
         backend=backend, members=members, mode=mode, batch_size=batch_size, device="cpu", image_size=image_size,
-        weights="random", warmup=1, min_iters=2, min_time=0.0, timeout=0.0, eval_images=eval_images,
+        weights="random", warmup=1, min_iters=2, min_time=0.0, eval_images=eval_images,
         options=resolve_recipe(members, registry.infos(), options or {}),
         export=models_dir is not None, models_dir=str(models_dir) if models_dir else None,
-    ).as_spec()  # fmt: skip
+    )  # fmt: skip
     try:
-        return worker.run_job(job, lambda phase: None)
+        return worker.Worker(job, set_phase=lambda phase: None, publish=lambda result: None).run()
     except worker.Skip as exc:
         return {"status": "skipped", "reason": str(exc)}
 
@@ -137,10 +139,27 @@ def make_context(backend: str, options: dict | None = None, *, device: str = "cp
     resolved = resolve_recipe(members, infos, {backend: options} if options else {})
     if options and backend not in infos:  # a backend under construction: its options as given
         resolved[backend] = dict(options)
-    return RunContext(
-        backend=backend, members=members, device=torch.device(device), mode=mode,
-        batch_size=batch_size, image_size=image_size, warmup=warmup, options=resolved,
-    )  # fmt: skip
+    job = Job(backend=backend, members=members, mode=mode, batch_size=batch_size, device=device,
+              image_size=image_size, warmup=warmup, options=resolved)
+    return RunContext(job=job, device=torch.device(device))
+
+
+def refuses_options(backend: str, cases: list[tuple[dict, str]]):
+    """A test that each ``(options, message)`` of ``cases`` is refused while ``backend``'s options are parsed, with
+    an :class:`~densebench_core.options.OptionError` matching ``message``. In a plugin's tests::
+
+        test_bad_options_are_refused_while_parsing = refuses_options("amp", [
+            ({"dtype": "int8"}, "amp.dtype must be one of auto, fp16, bf16, not 'int8'"),
+        ])
+    """
+    from densebench_core.options import OptionError
+
+    @pytest.mark.parametrize("options, message", cases)
+    def test(options, message):
+        with pytest.raises(OptionError, match=message):
+            make_context(backend, options)
+
+    return test
 
 
 def run_with_options(backend: str, tmp_path: Path, *options: str):
@@ -198,15 +217,17 @@ class BackendContractSuite:
         return registry.entries[self.backend]
 
     def info(self) -> BackendInfo:
+        """The backend's description: it loaded (``ok``, or ``unavailable`` on this machine), never ``failed``."""
         entry = self.entry()
-        if entry.status == "unavailable":
+        assert entry.status != "failed", f"{self.backend} failed to load: {entry.reason}"
+        if entry.info is None:
             pytest.skip(f"{self.backend} unavailable here: {entry.reason}")
-        assert entry.status == "ok", entry.reason
         return entry.info
 
     def skip_unless_runs_on_cpu(self, mode: str) -> None:
+        entry = self.entry()
         info = self.info()
-        why = missing_requirements(info, "cpu", mode)
+        why = missing_requirements(info, "cpu", mode) or (entry.reason if entry.status == "unavailable" else None)
         if why:
             pytest.skip(f"{self.backend} cannot run {mode} on the CPU here: {why}")
 
@@ -231,12 +252,11 @@ class BackendContractSuite:
         assert info.modes and set(info.modes) <= set(MODES)
         assert info.stage in STAGES or (info.stage is None and not info.composable)
 
-    def test_implements_only_known_hooks(self):
+    def test_hooks_are_known_marked_and_without_defaults(self):
+        """A misspelt hook, an unmarked one or a parameter with a default fails the plugin at registration."""
         entry = self.entry()
-        assert "backend_info" in entry.hooks
-        from densebench_core.plugins import _hook_names
-
-        assert set(entry.hooks) <= set(_hook_names())
+        assert entry.status != "failed", f"{self.backend} failed to load: {entry.reason}"
+        assert "backend_info" in entry.hooks and set(entry.hooks) <= set(hook_names())
 
     def test_inference_agrees_with_baseline(self, tmp_path):
         self.skip_unless_runs_on_cpu("inference")
@@ -264,9 +284,17 @@ class BackendContractSuite:
         self.skip_unless_runs_on_cpu("inference")
         result = run_in_process(self.backend, image_size=self.image_size, models_dir=tmp_path)
         self.check_ok(result)
+        assert not any(note.startswith("exporting failed") for note in result["notes"]), result["notes"]
         artifact = Path(result["artifact_path"])
         assert artifact.is_file() and artifact.stat().st_size > 0
         assert artifact.parent == tmp_path
+
+    def test_unknown_option_key_is_refused_while_parsing(self):
+        from densebench_core.options import OptionError
+
+        self.info()  # skips when the backend is unavailable here
+        with pytest.raises(OptionError, match=f"backend '{self.backend}' has no option 'no_such_option'"):
+            make_context(self.backend, {"no_such_option": "1"})
 
     def test_bad_option_values_are_bad_input_before_any_worker(self, tmp_path):
         """Each declared option refuses a value it cannot take: one line naming it, exit code 2, nothing written."""
@@ -287,7 +315,7 @@ class BackendContractSuite:
     def test_measured_through_cli(self, tmp_path):
         entry = self.entry()
         proc = run_densebench(
-            "run", "--backend", self.backend, "--device", "cpu", "--quick", "--batch-sizes", "1",
+            "run", "--backend", self.backend, "--device", "cpu", "--quick", "--batch-sizes", "2",
             "--image-size", str(self.image_size), "--min-iters", "2", "--min-time", "0", "--no-profile",
             "--output-dir", str(tmp_path / "results"), "--log-dir", str(tmp_path / "logs"),
         )  # fmt: skip

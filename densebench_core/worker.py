@@ -1,49 +1,51 @@
 """The child process: one (backend or recipe, mode, batch size) measured end to end.
 
-``python -m densebench_core.worker JOB.json RESULT.json`` builds its own plugin registry, model and inputs,
-prepares the backend (timed as ``prepare_s``, first step included), warms up, measures, checks accuracy
-against the fp32 eager reference, exports, optionally profiles (after, never inside, the timed loop), and
-writes RESULT.json. Anything that goes wrong becomes a ``failed`` or ``skipped`` result; a crash or hang of
-this process is turned into a row by the parent (:mod:`densebench_core.runner`).
+``python -m densebench_core.worker JOB.json RESULT.json`` reads its :class:`~densebench_core.job.Job`, loads the
+recipe's plugins, builds the model and inputs, prepares the backend (timed as ``prepare_s``, first step
+included), warms up, measures, then runs the phases after the measurement: the accuracy check against the fp32
+eager reference, the export and the profile (after, never inside, the timed loop).
+
+Once the measurement is taken it is written to RESULT.json before each later phase, with the phase about to
+run under ``pending``: a phase that fails, hangs or crashes the process costs that phase (a note), never the
+measurement. Every hook's return value is checked where it arrives (:mod:`densebench_core.hook_checks`).
+A crash dumps the Python stacks into the worker log (``faulthandler``; SIGUSR1 does so on demand, which the
+parent sends before killing a child that ran out of time).
 """
 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import functools
 import json
 import os
 import resource
+import signal
 import sys
 import time
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from densebench_core import accuracy
+from densebench_core import accuracy, hook_checks
 from densebench_core.context import RunContext
+from densebench_core.job import Job
 from densebench_core.machine_load import Window, loadavg
 from densebench_core.measure import launch_time_ms, measure_latency
-from densebench_core.model import build_model, make_inputs, make_targets
-from densebench_core.plugins import build_registry, missing_requirements
+from densebench_core.model import NUM_CLASSES, build_model, make_inputs, make_targets
+from densebench_core.plugins import PluginRegistry, build_registry, missing_requirements
 from densebench_core.significance import HOST_BOUND_SHARE
 from densebench_core.stats import summarize
 
 HIGH_SPREAD_CV = 0.10
+#: the phases after the measurement: each has its own time limit (``--phase-timeout``) and costs only itself
+AFTER_MEASUREMENT = ("checking accuracy", "exporting", "profiling")
+ARTIFACT_KEYS = ("artifact_path", "artifact_mb")
 
 
 class Skip(Exception):
     """The backend cannot run here; the message is the reason."""
-
-
-def _phase_writer(result_path: Path):
-    phase_file = result_path.with_suffix(".phase")
-
-    def set_phase(name: str) -> None:
-        phase_file.write_text(name)
-
-    return set_phase
 
 
 def default_step(model, inputs, ctx):
@@ -59,7 +61,7 @@ def default_step(model, inputs, ctx):
 
 
 def bind(fn, **kwargs):
-    """A zero-argument step calling the raw implementation with only the arguments it accepts."""
+    """A zero-argument call of a hook implementation with only the arguments it accepts."""
     raw = getattr(fn, "__wrapped__", fn)
     names = getattr(fn, "argnames", None)
     if names is None:
@@ -75,181 +77,233 @@ def _peak_memory_mb(ctx) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def run_job(job: dict[str, Any], set_phase) -> dict[str, Any]:
-    import torch
+class Worker:
+    """One job's measurement; ``publish`` writes what is known so far where the parent reads it."""
 
-    result: dict[str, Any] = {"status": "ok", "reason": "", "notes": []}
-    set_phase("loading plugins")
-    registry = build_registry()
-    members: list[str] = job["members"]
-    device = torch.device(job["device"])
-    ctx = RunContext(
-        backend=job["backend"],
-        members=members,
-        device=device,
-        mode=job["mode"],
-        batch_size=job["batch_size"],
-        image_size=job["image_size"],
-        warmup=job["warmup"],
-        options=job.get("options", {}),
-        seed=job.get("seed", 0),
-        models_dir=Path(job["models_dir"]) if job.get("models_dir") else None,
-    )
-    result["precision"] = ctx.precision
+    def __init__(self, job: Job, set_phase: Callable[[str], None], publish: Callable[[dict], None]) -> None:
+        import torch
 
-    # -- availability ---------------------------------------------------------------------------------
-    set_phase("checking availability")
-    for name in members:
-        entry = registry.entries.get(name)
-        if entry is None or entry.status != "ok":
-            raise Skip(f"{name}: plugin not loaded ({entry.reason if entry else 'not installed'})")
-        why = missing_requirements(entry.info, device.type, ctx.mode)
-        if why is None:
-            _, why = registry.call(name, "check_available", ctx=ctx)
-        if why:
-            raise Skip(f"{name}: {why}")
+        self.job, self.set_phase, self.publish = job, set_phase, publish
+        self.registry: PluginRegistry | None = None
+        self.ctx = RunContext(job=job, device=torch.device(job.device))
+        self.result: dict[str, Any] = {"status": "ok", "reason": "", "notes": self.ctx.notes,
+                                       "precision": self.ctx.precision}
 
-    # -- model, inputs and the fp32 reference on the evaluation set ---------------------------------------
-    set_phase("building model")
-    model = build_model(job["weights"], ctx.seed, ctx.image_size, job.get("cache_dir"))
-    inputs = make_inputs(ctx.batch_size, ctx.image_size, ctx.seed).to(device)
-    reference = eval_batches = None
-    if not ctx.training:
-        set_phase("computing the fp32 reference")
-        eval_batches = accuracy.evaluation_batches(job.get("eval_images", 256), ctx.batch_size, ctx.image_size,
-                                                   ctx.seed)
-        reference = accuracy.reference_outputs(model, eval_batches, device)
-    if ctx.training:
-        model.train()
-        ctx.targets = make_targets(ctx.batch_size, ctx.seed).to(device)
-        ctx.loss_fn = torch.nn.CrossEntropyLoss()
-    model = model.to(device)
+    # -- the phases, in order --------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        self.set_phase("loading plugins")
+        self.registry = build_registry(only=set(self.job.members))
+        self.set_phase("checking availability")
+        self.check_available()
+        self.set_phase("building model")
+        model, inputs, reference, eval_batches = self.build()
+        grad_mode = contextlib.nullcontext() if self.ctx.training else _no_grad()
+        with grad_mode:
+            self.set_phase("preparing")
+            model, inputs, step, checked_step = self.prepare(model, inputs)
+            before = _parameters_copy(model) if self.ctx.training else None
+            self.set_phase("warming up")
+            self.warm_up(step, model, inputs)
+            self.set_phase("measuring")
+            self.measure(step, model)
+            if before is not None and not _parameters_changed(before, model):
+                self.fail("the training step left every weight unchanged: no optimizer update happened in warm-up "
+                          "and measurement")
+            for phase, run in (("checking accuracy", lambda: self.check_accuracy(checked_step, reference,
+                                                                                 eval_batches)),
+                               ("exporting", lambda: self.export(model, inputs)),
+                               ("profiling", lambda: self.profile(step))):
+                self.after_measurement(phase, run)
+        return self.result
 
-    grad_mode = contextlib.nullcontext() if ctx.training else torch.no_grad()
-    with grad_mode:
-        # -- prepare: inputs, model, first step (lazy compilers work there) ------------------------------
-        set_phase("preparing")
+    def check_available(self) -> None:
+        for name in self.job.members:
+            entry = self.registry.entries.get(name)
+            if entry is None or entry.status != "ok":
+                raise Skip(f"{name}: plugin not loaded ({entry.reason if entry else 'not installed'})")
+            why = missing_requirements(entry.info, self.ctx.device.type, self.ctx.mode)
+            if why is None:
+                _, answer = self.registry.call(name, "check_available", ctx=self.ctx)
+                why = hook_checks.reason(name, "check_available", answer)
+            if why:
+                raise Skip(f"{name}: {why}")
+
+    def build(self):
+        """The model, the timed batch, and (inference) the evaluation set with its fp32 reference outputs."""
+        import torch
+
+        job, ctx = self.job, self.ctx
+        model = build_model(job.weights, job.seed, job.image_size, job.cache_dir)
+        inputs = make_inputs(job.batch_size, job.image_size, job.seed).to(ctx.device)
+        reference = eval_batches = None
+        if ctx.training:
+            model.train()
+            ctx.targets = make_targets(job.batch_size, job.seed).to(ctx.device)
+            ctx.loss_fn = torch.nn.CrossEntropyLoss()
+        else:
+            self.set_phase("computing the fp32 reference")
+            eval_batches = accuracy.evaluation_batches(job.eval_images, job.batch_size, job.image_size, job.seed)
+            reference = accuracy.reference_outputs(model, eval_batches, ctx.device)
+        return model.to(ctx.device), inputs, reference, eval_batches
+
+    def prepare(self, model, inputs):
+        """Each member's ``prepare_inputs`` then ``prepare_model`` (stage order), and the first step, timed."""
+        import torch
+
+        ctx, members = self.ctx, self.job.members
         if ctx.is_cuda:
-            torch.cuda.synchronize(device)
+            torch.cuda.synchronize(ctx.device)
             # peak memory counts from here: CUDA-graph backends allocate their graphs' memory pool while
             # preparing, so a reset just before the timed loop would leave that memory out
-            torch.cuda.reset_peak_memory_stats(device)
+            torch.cuda.reset_peak_memory_stats(ctx.device)
         t0 = time.perf_counter()
-
-        def prepare_inputs(batch):
-            for name in members:
-                found, new_batch = registry.call(name, "prepare_inputs", inputs=batch, ctx=ctx)
-                if found and new_batch is not None:
-                    batch = new_batch
-            return batch
-
-        inputs = prepare_inputs(inputs)
+        inputs = self.prepare_inputs(inputs)
+        made_by = ("the core", "default model")
         for name in members:
-            found, new_model = registry.call(
-                name, "prepare_model", model=model, example_inputs=inputs, ctx=ctx
-            )
-            if found and new_model is not None:
-                model = new_model
+            found, new_model = self.registry.call(name, "prepare_model", model=model, example_inputs=inputs, ctx=ctx)
+            if found:
+                model, made_by = hook_checks.model(name, new_model), (name, "prepare_model")
         if ctx.training:
             ctx.optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-        step_fn = registry.last_impl(members, "run_step") or default_step
-        step = bind(step_fn, model=model, inputs=inputs, ctx=ctx)
-        step()
-        ctx.synchronize()
-        result["prepare_s"] = time.perf_counter() - t0
-        result["precision"] = ctx.precision
+        implemented = self.registry.last_impl(members, "run_step")
+        step_fn = implemented[1] if implemented else default_step
+        source = (implemented[0], "run_step") if implemented else made_by
 
-        # -- warm-up ------------------------------------------------------------------------------------
-        set_phase("warming up")
-        warmup_fn = registry.last_impl(members, "warmup")
-        if warmup_fn is not None:
-            warmup_fn(step=step, model=model, inputs=inputs, ctx=ctx)
-        else:
+        def checked(batch):
+            out = bind(step_fn, model=model, inputs=batch, ctx=ctx)()
+            return hook_checks.output(source, out, batch.shape[0], NUM_CLASSES, ctx.precision)
+
+        checked(inputs)  # the first step: lazy compilers compile here; its output is held to the contract
+        ctx.synchronize()
+        self.result["prepare_s"] = time.perf_counter() - t0
+        self.result["precision"] = ctx.precision
+        step = bind(step_fn, model=model, inputs=inputs, ctx=ctx)  # the timed loop calls the implementation bare
+        return model, inputs, step, checked
+
+    def prepare_inputs(self, batch):
+        for name in self.job.members:
+            found, new_batch = self.registry.call(name, "prepare_inputs", inputs=batch, ctx=self.ctx)
+            if found:
+                batch = hook_checks.inputs(name, new_batch)
+        return batch
+
+    def warm_up(self, step, model, inputs) -> None:
+        """Every member's ``warmup`` in stage order (the core's loop when none has one), then ``before_measure``."""
+        ctx = self.ctx
+        warmups = self.registry.impls(self.job.members, "warmup")
+        for _, fn in warmups:
+            fn(step=step, model=model, inputs=inputs, ctx=ctx)
+        if not warmups:
             for _ in range(ctx.warmup):
                 step()
         ctx.synchronize()
+        for _, fn in self.registry.impls(self.job.members, "before_measure"):
+            fn(model=model, ctx=ctx)
 
-        # -- measurement --------------------------------------------------------------------------------
-        set_phase("measuring")
+    def measure(self, step, model) -> None:
+        import torch
+
+        job, ctx = self.job, self.ctx
         load = {"cpu_count": os.cpu_count(), "loadavg_before": loadavg()}
         window = Window.start()
-        latencies = measure_latency(
-            step,
-            cuda_device=device if ctx.is_cuda else None,
-            min_iters=job["min_iters"],
-            min_time_s=job["min_time"],
-            max_time_s=job.get("max_time"),
-            target_rel_ci=job.get("ci_target"),
-        )
+        latencies = measure_latency(step, cuda_device=ctx.device if ctx.is_cuda else None,
+                                    min_iters=job.min_iters, min_time_s=job.min_time, max_time_s=job.max_time,
+                                    target_rel_ci=job.ci_target)  # fmt: skip
         load.update(loadavg_after=loadavg(), other_cpu_cores=window.other_cores())
-        result["load"] = load
-        result["peak_mem_mb"] = _peak_memory_mb(ctx)
-        problems = []
-        for name in members:
-            _, problem = registry.call(name, "after_measure", model=model, ctx=ctx)
-            if problem:
-                problems.append(f"{name}: {problem}")
-        if problems:
-            result["status"], result["reason"] = "failed", "; ".join(problems)
-        stats = summarize(latencies, ctx.batch_size)
-        result.update(
-            latency_p50_ms=stats.p50_ms,
-            latency_p90_ms=stats.p90_ms,
-            latency_p99_ms=stats.p99_ms,
-            latency_mean_ms=stats.mean_ms,
-            latency_std_ms=stats.std_ms,
-            throughput_ips=stats.throughput_ips,
-            iterations=stats.iterations,
-            p50_ci_low_ms=stats.p50_ci_low_ms,
-            p50_ci_high_ms=stats.p50_ci_high_ms,
-            latencies_ms=latencies,
-        )
+        stats = summarize(latencies, job.batch_size)
+        self.result.update(
+            load=load, peak_mem_mb=_peak_memory_mb(ctx), latency_p50_ms=stats.p50_ms, latency_p90_ms=stats.p90_ms,
+            latency_p99_ms=stats.p99_ms, latency_mean_ms=stats.mean_ms, latency_std_ms=stats.std_ms,
+            throughput_ips=stats.throughput_ips, iterations=stats.iterations, p50_ci_low_ms=stats.p50_ci_low_ms,
+            p50_ci_high_ms=stats.p50_ci_high_ms, latencies_ms=latencies,
+        )  # fmt: skip
         ctx.notes.extend(stats.notes)
+        for name, fn in self.registry.impls(job.members, "after_measure"):
+            problem = hook_checks.reason(name, "after_measure", fn(model=model, ctx=ctx))
+            if problem:
+                self.fail(f"{name}: {problem}")
         # what sets how far apart two processes' timings of this row can be (densebench_core.significance):
         # on CUDA who waits for whom, on the CPU how many threads run the step
         if ctx.is_cuda:
-            result["launch_ms"] = launch_time_ms(step, ctx.synchronize)
-            result["host_bound"] = result["launch_ms"] >= HOST_BOUND_SHARE * stats.p50_ms
+            self.result["launch_ms"] = launch_time_ms(step, ctx.synchronize)
+            self.result["host_bound"] = self.result["launch_ms"] >= HOST_BOUND_SHARE * stats.p50_ms
         else:
-            result["threads"] = torch.get_num_threads()
+            self.result["threads"] = torch.get_num_threads()
         if stats.cv > HIGH_SPREAD_CV:
             ctx.notes.append(f"high spread: std is {stats.cv:.0%} of the mean")
 
-        # -- accuracy: the evaluation set through the backend, against the fp32 reference ----------------
-        if reference is not None:
-            set_phase("checking accuracy")
-            outputs = accuracy.backend_outputs(
-                lambda batch: bind(step_fn, model=model, inputs=prepare_inputs(batch.to(device)), ctx=ctx)(),
-                eval_batches,
-            )
-            metrics = accuracy.compare(outputs, reference)
-            kind = accuracy.arithmetic(ctx.precision, device.type)
-            ok, why = accuracy.judge(metrics, kind)
-            result.update(metrics, accuracy_ok=ok, accuracy_tolerance=kind)
-            if why:
-                ctx.notes.append(why)
+    def after_measurement(self, phase: str, run: Callable[[], None]) -> None:
+        """Run one phase after the measurement; the measurement is published first and survives the phase."""
+        self.publish({**self.result, "pending": phase})
+        self.set_phase(phase)
+        try:
+            run()
+        except Exception as exc:  # noqa: BLE001 - the phase fails, the measurement stands
+            traceback.print_exc()
+            self.ctx.notes.append(f"{phase} failed: {_one_line(exc)}")
+            if phase == "exporting":
+                for key in ARTIFACT_KEYS:
+                    self.result.pop(key, None)
 
-        # -- export -------------------------------------------------------------------------------------
-        if job.get("export") and not ctx.training and ctx.models_dir is not None:
-            set_phase("exporting")
-            export_fn = registry.last_impl(members, "export")
-            if export_fn is not None:
-                ctx.models_dir.mkdir(parents=True, exist_ok=True)
-                path = export_fn(model=model, example_inputs=inputs, ctx=ctx, directory=ctx.models_dir)
-                if path:
-                    path = Path(path)
-                    result["artifact_path"] = str(path)
-                    result["artifact_mb"] = path.stat().st_size / 2**20
+    def check_accuracy(self, checked, reference, eval_batches) -> None:
+        """The evaluation set through the backend (each output held to the contract), against the fp32 reference."""
+        if reference is None:
+            return
+        outputs = accuracy.backend_outputs(lambda batch: checked(self.prepare_inputs(batch.to(self.ctx.device))),
+                                           eval_batches)
+        metrics = accuracy.compare(outputs, reference)
+        kind = accuracy.arithmetic(self.ctx.precision, self.ctx.device.type)
+        ok, why = accuracy.judge(metrics, kind)
+        self.result.update(metrics, accuracy_ok=ok, accuracy_tolerance=kind)
+        if why:
+            self.ctx.notes.append(why)
 
-        # -- profiling: a separate short pass, after the timed loop -------------------------------------
-        if job.get("profile_dir"):
-            set_phase("profiling")
+    def export(self, model, inputs) -> None:
+        ctx = self.ctx
+        if not self.job.export or ctx.training or ctx.models_dir is None:
+            return
+        implemented = self.registry.last_impl(self.job.members, "export")
+        if implemented is None:
+            return
+        name, fn = implemented
+        ctx.models_dir.mkdir(parents=True, exist_ok=True)
+        path = hook_checks.artifact(name, fn(model=model, example_inputs=inputs, ctx=ctx, directory=ctx.models_dir),
+                                    ctx.models_dir)
+        if path is not None:
+            self.result.update(artifact_path=str(path), artifact_mb=path.stat().st_size / 2**20)
+
+    def profile(self, step) -> None:
+        if self.job.profile_dir:
             from densebench_core import profiling
 
-            result["profile"] = profiling.profile_step(step, ctx, Path(job["profile_dir"]))
+            self.result["profile"] = profiling.profile_step(step, self.ctx, Path(self.job.profile_dir))
 
-    result["notes"] = ctx.notes
-    return result
+    def fail(self, reason: str) -> None:
+        self.result["status"] = "failed"
+        self.result["reason"] = "; ".join(r for r in (self.result["reason"], reason) if r)
+
+
+def _no_grad():
+    import torch
+
+    return torch.no_grad()
+
+
+def _parameters_copy(model) -> list:
+    """The weights as they are now, copied to host memory (so the row's peak device memory is not inflated)."""
+    return [p.detach().to("cpu", copy=True) for p in model.parameters()] if hasattr(model, "parameters") else []
+
+
+def _parameters_changed(before: list, model) -> bool:
+    import torch
+
+    after = list(model.parameters()) if hasattr(model, "parameters") else []
+    return not before or any(not torch.equal(a, b.detach().cpu()) for a, b in zip(before, after))
+
+
+def _one_line(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def _oom_types():
@@ -259,22 +313,33 @@ def _oom_types():
 
 
 def main(argv: list[str]) -> int:
+    faulthandler.enable()  # a crash (SIGSEGV, abort) leaves every thread's stack in the worker log
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the parent asks for them before a timeout kill
     job_path, result_path = Path(argv[0]), Path(argv[1])
-    job = json.loads(job_path.read_text())
-    set_phase = _phase_writer(result_path)
+    job = Job.from_json(job_path.read_text())
+    phase_file = result_path.with_suffix(".phase")
+    phase = ["starting"]
+
+    def set_phase(name: str) -> None:
+        phase[0] = name
+        phase_file.write_text(name)
+
+    def publish(result: dict) -> None:
+        tmp = result_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, default=str))
+        os.replace(tmp, result_path)
+
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
     try:
-        result = run_job(job, set_phase)
+        result = Worker(job, set_phase, publish).run()
     except Skip as exc:
         result = {"status": "skipped", "reason": str(exc)}
     except Exception as exc:
         traceback.print_exc()
         kind = "out of memory" if isinstance(exc, _oom_types()) else type(exc).__name__
         first_line = (str(exc).strip().splitlines() or [""])[0][:300]
-        result = {"status": "failed", "reason": f"{kind}: {first_line}"}
-    tmp = result_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, result_path)
+        result = {"status": "failed", "reason": f"{kind}: {first_line}", "phase": phase[0]}
+    publish(result)
     return 0
 
 

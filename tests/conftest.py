@@ -16,13 +16,11 @@ TINY = ["--device", "cpu", "--batch-sizes", "1", "--image-size", "32", "--warmup
         "--min-iters", "3", "--min-time", "0", "--eval-images", "8", "--no-profile"]  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def testplugins_path(tmp_path_factory) -> Path:
-    """``pip install --target`` of tests/fixtures/testplugins: on PYTHONPATH means installed."""
-    target = tmp_path_factory.mktemp("testplugins-site")
-    build = tmp_path_factory.mktemp("testplugins-build")
-    source = build / "testplugins"
-    subprocess.run(["cp", "-r", str(FIXTURES / "testplugins"), str(source)], check=True)
+def _pip_install_fixture(name: str, tmp_path_factory) -> Path:
+    """``pip install --target`` of tests/fixtures/NAME: on PYTHONPATH means installed."""
+    target = tmp_path_factory.mktemp(f"{name}-site")
+    source = tmp_path_factory.mktemp(f"{name}-build") / name
+    subprocess.run(["cp", "-r", str(FIXTURES / name), str(source)], check=True)
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
          "--no-index", "--target", str(target), str(source)],
@@ -31,8 +29,29 @@ def testplugins_path(tmp_path_factory) -> Path:
     return target
 
 
+def _on_pythonpath(*paths: Path) -> dict[str, str]:
+    return {"PYTHONPATH": os.pathsep.join(p for p in (*map(str, paths), os.environ.get("PYTHONPATH", "")) if p)}
+
+
+@pytest.fixture(scope="session")
+def testplugins_path(tmp_path_factory) -> Path:
+    """The misbehaving backends (hangs, crashes, wrong answers), installed."""
+    return _pip_install_fixture("testplugins", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def apiplugins_path(tmp_path_factory) -> Path:
+    """The backends that misuse the plugin API one way each (tests/fixtures/apiplugins), installed."""
+    return _pip_install_fixture("apiplugins", tmp_path_factory)
+
+
+@pytest.fixture
+def with_apiplugins(apiplugins_path):
+    """Environment for a child process in which the API-misusing plugins are installed."""
+    return _on_pythonpath(apiplugins_path)
+
+
 @pytest.fixture
 def with_testplugins(testplugins_path):
     """Environment for a child process in which the test plugins are installed."""
-    path = os.pathsep.join(p for p in (str(testplugins_path), os.environ.get("PYTHONPATH", "")) if p)
-    return {"PYTHONPATH": path}
+    return _on_pythonpath(testplugins_path)

@@ -21,7 +21,7 @@ from densebench_core.commands_report import compare as compare_command
 from densebench_core.compare import IMPROVEMENT, REGRESSION, UNCHANGED, compare_results
 from densebench_core.errors import BadInput
 from densebench_core.machine_load import is_busy
-from densebench_core.results import COLUMNS
+from densebench_core.schema import COLUMNS
 from densebench_core.stats import summarize
 from densebench_core.testing import read_rows, run_densebench, write_rows
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from densebench_core import hookspecs
-from densebench_core.plugins import _hook_names
+from densebench_core.plugins import hook_names
 
 HOOKS_MD = Path(__file__).resolve().parents[1] / "docs" / "hooks.md"
 
 
 def hookspec_names() -> list[str]:
-    return _hook_names()
+    return hook_names()
 
 
 @pytest.fixture(scope="module")

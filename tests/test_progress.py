@@ -14,8 +14,9 @@ import time
 import pytest
 from conftest import TINY
 
+from densebench_core.job import Job
 from densebench_core.progress import phase_words
-from densebench_core.runner import Job, _read_phase, run_job
+from densebench_core.runner import _read_phase, run_isolated
 from densebench_core.testing import run_densebench
 
 #: the phases a worker goes through (``set_phase``), in order; "starting" is the runner's before the first one
@@ -49,7 +50,7 @@ def test_runner_reports_a_real_workers_phases_in_order(tmp_path):
     seen = []
     job = Job(backend="baseline", members=["baseline"], mode="inference", batch_size=1, device="cpu",
               image_size=32, weights="random", warmup=1, min_iters=3, min_time=2.0, timeout=600)  # fmt: skip
-    result = run_job(job, tmp_path, on_wait=lambda phase, elapsed: seen.append((phase, elapsed)))
+    result = run_isolated(job, tmp_path, on_wait=lambda phase, elapsed: seen.append((phase, elapsed)))
     assert result["status"] == "ok", result["reason"]
     phases = [phase for i, (phase, _) in enumerate(seen) if i == 0 or phase != seen[i - 1][0]]
     assert set(phases) <= set(WORKER_PHASES), phases  # never a half-written (empty) phase file

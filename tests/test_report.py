@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from densebench_core.commands_report import report as report_command
 from densebench_core.errors import BadInput
 from densebench_core.report import build_report
-from densebench_core.results import COLUMNS
+from densebench_core.schema import COLUMNS
 from densebench_core.significance import Latency, compare, rank
 from densebench_core.stats import summarize
 from densebench_core.testing import write_rows

@@ -10,7 +10,7 @@ import time
 
 from conftest import TINY
 
-from densebench_core.results import COLUMNS
+from densebench_core.schema import COLUMNS
 from densebench_core.testing import read_rows, run_densebench
 
 #: the contract's columns (shared/design/contract.md), in its order; the ones of features still to come at the end

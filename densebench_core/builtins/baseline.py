@@ -12,9 +12,5 @@ NAME = "baseline"
 
 @hookimpl
 def backend_info():
-    return BackendInfo(
-        description="fp32 eager PyTorch, the reference",
-        modes=("inference", "training"),
-        stage=None,
-        composable=False,
-    )
+    return BackendInfo("fp32 eager PyTorch, the reference", modes=("inference", "training"), stage=None,
+                       composable=False)

@@ -10,11 +10,8 @@ NAME = "channels_last"
 
 @hookimpl
 def backend_info():
-    return BackendInfo(
-        description="NHWC (channels-last) memory format for model and inputs",
-        modes=("inference", "training"),
-        stage="layout",
-    )
+    return BackendInfo("NHWC (channels-last) memory format for model and inputs", modes=("inference", "training"),
+                       stage="layout")
 
 
 @hookimpl

@@ -13,12 +13,9 @@ NAME = "fp16"
 
 @hookimpl
 def backend_info():
-    return BackendInfo(
-        description="weights and activations in float16 (alias: quantize)",
-        modes=("inference",),
-        stage="precision",
-        artifact_per_batch_size=False,  # the same weights whatever the batch size
-    )
+    # the same weights whatever the batch size: one artifact per run
+    return BackendInfo("weights and activations in float16 (alias: quantize)", stage="precision",
+                       artifact_per_batch_size=False)
 
 
 @hookimpl

@@ -17,6 +17,7 @@ import pandas as pd
 from densebench_core import significance
 from densebench_core.machine_load import is_busy
 from densebench_core.profiling import short_name
+from densebench_core.schema import KEY_COLUMNS, row_key
 from densebench_core.significance import Comparison, Latency
 
 BASELINE = "baseline"
@@ -52,7 +53,7 @@ def dedupe_ok(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     ok["image_size"] = ok["image_size"].astype(float)
     before = len(ok)
     ok["_img"] = ok["image_size"].fillna(-1)
-    ok = ok.drop_duplicates(subset=["backend", "mode", "batch_size", "_img", "device"], keep="last")
+    ok = ok.drop_duplicates(subset=[c if c != "image_size" else "_img" for c in KEY_COLUMNS], keep="last")
     return ok.drop(columns="_img").reset_index(drop=True), before - len(ok)
 
 
@@ -89,14 +90,6 @@ def rows_of(ok: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
     return ok[mask]
 
 
-def cv(row) -> float:
-    """Coefficient of variation std/mean of the per-iteration latency; NaN when not recorded."""
-    mean, std = row.get("latency_mean_ms"), row.get("latency_std_ms")
-    if isnum(mean) and isnum(std) and mean > 0:
-        return std / mean
-    return math.nan
-
-
 def break_even_images(prepare_s: float, baseline_ips: float, ips: float) -> float:
     """Images after which ``prepare_s`` is paid back by running faster than the baseline; inf when never.
 
@@ -113,8 +106,6 @@ def break_even_images(prepare_s: float, baseline_ips: float, ips: float) -> floa
 
 def latency_of(row: dict[str, Any], extras: dict[tuple, dict[str, Any]]) -> Latency:
     """A row's latency for :mod:`significance`: its raw samples and machine load from the JSON when there."""
-    from densebench_core.report.data import row_key
-
     extra = extras.get(row_key(row)) or {}
     samples = extra.get("latencies_ms")
     samples = samples if isinstance(samples, list) and all(isnum(s) for s in samples) else None
@@ -154,7 +145,7 @@ def with_baseline(ok: pd.DataFrame, extras: dict[tuple, dict[str, Any]] | None =
         for b, p, bi, i, v in zip(out["backend"], out["prepare_s"], out["baseline_ips"], out["throughput_ips"],
                                   out["vs_baseline"])
     ]
-    out["cv"] = [cv(r) for r in out.to_dict("records")]
+    out["cv"] = [significance.cv(m, s) for m, s in zip(out["latency_mean_ms"], out["latency_std_ms"])]
     return out.drop(columns="baseline_latency")
 
 
@@ -284,20 +275,17 @@ def backend_summary(rows: pd.DataFrame, scenario: Scenario) -> list[dict[str, An
         finite_be = [r for r in records if isnum(r["break_even_images"])]
         summary.append({
             "backend": backend,
-            "batch_sizes": [int(b) for b in g["batch_size"]],
             "speedup_min": g["speedup"].min(), "speedup_max": g["speedup"].max(),
             "verdicts": [r["vs_baseline"] for r in records],
             "max_abs_err": g["max_abs_err"].max(), "rel_err_max": g["rel_err"].max(),
             "top1_min": g["top1_agree"].min(), "accuracy_failed": [int(r["batch_size"]) for r in records
                                                                    if accuracy_failed(r)],
             "mem_delta_pct_max": g["mem_delta_pct"].max(), "mem_delta_pct_min": g["mem_delta_pct"].min(),
-            "peak_mem_mb_max": g["peak_mem_mb"].max(),
             "prepare_s": g["prepare_s"].max(),
             "artifact_mb": g["artifact_mb"].max(),
             "break_even": [(int(r["batch_size"]), r["break_even_images"]) for r in records],
             "pays_off_somewhere": bool(finite_be),
             "never_pays_off": bool(records) and all(r["break_even_images"] == math.inf for r in records),
-            "cv_max": g["cv"].max(),
         })  # fmt: skip
     return summary
 

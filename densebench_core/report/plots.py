@@ -1,7 +1,7 @@
 """PNG plots for the report (matplotlib, Agg backend: no display needed). One function per figure.
 
-Every function takes the ok rows (already ``analysis.with_baseline``), a scenario, the colour of each backend and
-the output folder, and returns a :class:`Plot` or None when the data has nothing to show.
+Every function in :data:`ALL` takes the ok rows (already ``analysis.with_baseline``), a scenario, the colour of each
+backend and the output folder, and returns a :class:`Plot` or None when the data has nothing to show.
 
 Honest pictures: a bar's length means something only on a linear axis that starts at zero, so values that span
 orders of magnitude are drawn as points on a logarithmic axis, never as bars; medians carry their 95% intervals
@@ -10,12 +10,14 @@ as error bars; every backend has a colour no other backend shares.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from densebench_core import significance
 from densebench_core.report import analysis
 from densebench_core.report.analysis import BASELINE, Scenario, isnum
 
@@ -152,6 +154,37 @@ def _legend(ax, n: int) -> None:
     ax.legend(fontsize=8, ncol=1 if n <= 12 else 2, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
+def _figure(column: str, where=None):
+    """Makes a figure function of :data:`ALL` from one that draws the scenario's rows that have ``column`` (and
+    pass ``where``, a mask of the rows) and returns ``(figure, title, caption)``, or None for nothing to show. The
+    figure is saved as ``<function name>_<scenario>.png``; without such rows there is no figure."""
+
+    def decorate(draw):
+        @functools.wraps(draw)
+        def make(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) -> Plot | None:
+            mine = analysis.rows_of(rows, scenario)
+            mine = mine[mine[column].notna()]
+            mine = mine[where(mine)] if where is not None else mine
+            drawn = draw(mine, scenario, colour) if not mine.empty else None
+            if drawn is None:
+                return None
+            fig, title, caption = drawn
+            return Plot(_save(fig, out / f"{draw.__name__}_{scenario.slug}.png"), title, caption)
+
+        return make
+
+    return decorate
+
+
+def _finish(ax, title: str, xlabel: str, ylabel: str, entries: int, grid: str = "y", **title_style) -> None:
+    """Title, axis labels, a light grid along ``grid`` and the legend of ``entries`` backends beside the axes."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, **title_style)
+    ax.grid(True, axis=grid, alpha=0.3)
+    _legend(ax, entries)
+
+
 def _batch_axis(ax, batches: list[int]) -> None:
     if len(batches) > 1 and max(batches) / max(min(batches), 1) >= 8:
         ax.set_xscale("log", base=2)
@@ -169,11 +202,8 @@ def _median_throughput(row: dict) -> tuple[float, float | None, float | None]:
         batch * 1000.0 / low if isnum(low) and low > 0 else None)
 
 
-def throughput(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) -> Plot | None:
-    mine = analysis.rows_of(rows, scenario)
-    mine = mine[mine["latency_p50_ms"].notna() & (mine["latency_p50_ms"] > 0)]
-    if mine.empty:
-        return None
+@_figure("latency_p50_ms", where=lambda m: m["latency_p50_ms"] > 0)
+def throughput(mine: pd.DataFrame, scenario: Scenario, colour: dict):
     plt = _pyplot()
     batches = sorted(int(b) for b in mine["batch_size"].unique())
     backends = _order(mine)
@@ -190,21 +220,15 @@ def throughput(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) 
     _batch_axis(ax, batches)
     if _wide(values):
         ax.set_yscale("log")
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("images/s at the median latency (higher is better)")
-    ax.set_title(f"Throughput vs batch size ({scenario.label})")
-    ax.grid(True, which="major", alpha=0.3)
-    _legend(ax, len(backends))
-    return Plot(_save(fig, out / f"throughput_{scenario.slug}.png"), f"Throughput ({scenario.label})",
-                "Images per second at the median latency of each batch size, with the 95% interval of the median; "
-                "higher is better.")
+    _finish(ax, f"Throughput vs batch size ({scenario.label})", "batch size",
+            "images/s at the median latency (higher is better)", len(backends), grid="both")
+    return (fig, f"Throughput ({scenario.label})",
+            "Images per second at the median latency of each batch size, with the 95% interval of the median; "
+            "higher is better.")
 
 
-def latency(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) -> Plot | None:
-    mine = analysis.rows_of(rows, scenario)
-    mine = mine[mine["latency_p50_ms"].notna()]
-    if mine.empty:
-        return None
+@_figure("latency_p50_ms")
+def latency(mine: pd.DataFrame, scenario: Scenario, colour: dict):
     batch = int(mine["batch_size"].min())
     at = mine[mine["batch_size"] == batch].sort_values("latency_p50_ms", ascending=False).to_dict("records")
     plt = _pyplot()
@@ -232,9 +256,9 @@ def latency(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) -> 
         ax.set_xscale("log")
     ax.grid(True, axis="x", alpha=0.3)
     ax.set_title(f"Latency at batch size {batch} ({scenario.label}): median with 95% interval, p99 tick")
-    return Plot(_save(fig, out / f"latency_{scenario.slug}.png"), f"Latency at batch {batch} ({scenario.label})",
-                f"Median (p50, with its 95% interval) and, where 100 samples allow it, tail (p99) latency of one "
-                f"batch of {batch}; lower is better.")
+    return (fig, f"Latency at batch {batch} ({scenario.label})",
+            f"Median (p50, with its 95% interval) and, where 100 samples allow it, tail (p99) latency of one "
+            f"batch of {batch}; lower is better.")
 
 
 def _by_batch_and_backend(mine: pd.DataFrame, column: str) -> tuple[list[int], list[str], dict]:
@@ -249,11 +273,8 @@ def _grouped_figsize(batches: list[int], backends: list[str]) -> tuple[float, fl
     return min(14.0, max(8.0, 3.2 + 0.35 * len(batches) * len(backends))), 4.4
 
 
-def speedup(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) -> Plot | None:
-    mine = analysis.rows_of(rows, scenario)
-    mine = mine[mine["speedup"].notna() & (mine["backend"] != BASELINE)]
-    if mine.empty:
-        return None
+@_figure("speedup", where=lambda m: m["backend"] != BASELINE)
+def speedup(mine: pd.DataFrame, scenario: Scenario, colour: dict):
     plt = _pyplot()
     batches, backends, lookup = _by_batch_and_backend(mine, "speedup")
     _, _, lows = _by_batch_and_backend(mine, "speedup_low")
@@ -264,37 +285,28 @@ def speedup(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) -> 
              interval=lambda g, s: (lows.get((g, s)), highs.get((g, s))), log=log)  # fmt: skip
     ax.axhline(1.0, color="black", linewidth=1, linestyle="--", label="baseline (1x)")
     ax.set_xticklabels([str(b) for b in batches])
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("speed-up over baseline (median latency ratio)")
-    ax.set_title(f"Speed-up over fp32 eager baseline ({scenario.label})")
-    ax.grid(True, axis="y", alpha=0.3)
-    _legend(ax, len(backends))
-    return Plot(_save(fig, out / f"speedup_{scenario.slug}.png"), f"Speed-up over baseline ({scenario.label})",
-                "The baseline's median latency over the backend's at the same batch size, with its 95% interval; "
-                "above the dashed line is faster. The intervals are from within each row's process: host-bound and "
-                "CPU rows also move by up to 2× and 1.5× from one process to the next, which the report's verdicts "
-                "allow for (README, \"Statistics\").")
+    _finish(ax, f"Speed-up over fp32 eager baseline ({scenario.label})", "batch size",
+            "speed-up over baseline (median latency ratio)", len(backends))
+    return (fig, f"Speed-up over baseline ({scenario.label})",
+            "The baseline's median latency over the backend's at the same batch size, with its 95% interval; "
+            "above the dashed line is faster. The intervals are from within each row's process: host-bound and "
+            f"CPU rows also move by up to {1 + significance.HOST_BOUND_FLOOR:g}× and "
+            f"{1 + significance.CPU_FLOOR:g}× from one process to the next, which the report's verdicts allow for "
+            "(README, \"Statistics\").")
 
 
-def memory(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) -> Plot | None:
-    mine = analysis.rows_of(rows, scenario)
-    mine = mine[mine["peak_mem_mb"].notna()]
-    if mine.empty:
-        return None
+@_figure("peak_mem_mb")
+def memory(mine: pd.DataFrame, scenario: Scenario, colour: dict):
     plt = _pyplot()
     batches, backends, lookup = _by_batch_and_backend(mine, "peak_mem_mb")
     fig, ax = plt.subplots(figsize=_grouped_figsize(batches, backends))
     _grouped(ax, batches, backends, lambda g, s: lookup.get((g, s)), colour, lambda v: f"{v:,.0f}",
              log=_wide(lookup.values()))  # fmt: skip
     ax.set_xticklabels([str(b) for b in batches])
-    ax.set_title(f"Peak memory ({scenario.label})")
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("peak memory (MB, lower is better)")
-    ax.grid(True, axis="y", alpha=0.3)
-    _legend(ax, len(backends))
+    _finish(ax, f"Peak memory ({scenario.label})", "batch size", "peak memory (MB, lower is better)", len(backends))
     device = "GPU memory allocated by torch" if scenario.device.startswith("cuda") else "peak memory of the process"
-    return Plot(_save(fig, out / f"memory_{scenario.slug}.png"), f"Peak memory ({scenario.label})",
-                f"Peak memory per batch size ({device}, as the runner recorded it); lower is better.")
+    return (fig, f"Peak memory ({scenario.label})",
+            f"Peak memory per batch size ({device}, as the runner recorded it); lower is better.")
 
 
 def _accuracy_label(column: str, value: float, exact: bool) -> str:
@@ -307,11 +319,10 @@ def _accuracy_label(column: str, value: float, exact: bool) -> str:
     return f"{value:.2g}"
 
 
-def accuracy(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) -> Plot | None:
-    mine = analysis.rows_of(rows, scenario)
-    mine = mine[mine["backend"] != BASELINE]
+@_figure("backend", where=lambda m: m["backend"] != BASELINE)
+def accuracy(mine: pd.DataFrame, scenario: Scenario, colour: dict):
     cols = ["rel_err", "top1_agree"]
-    if mine.empty or not mine[[c for c in cols if c in mine]].notna().any().any():
+    if not mine[cols].notna().any().any():
         return None
     # the worst value over batch sizes, per backend
     worst = mine.groupby("backend", sort=False).agg(
@@ -346,16 +357,13 @@ def accuracy(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) ->
         ax.grid(True, axis="x", alpha=0.3)
     fig.suptitle(f"Accuracy on the evaluation set vs the fp32 reference, worst over batch sizes ({scenario.label})",
                  fontsize=10)
-    return Plot(_save(fig, out / f"accuracy_{scenario.slug}.png"), f"Accuracy ({scenario.label})",
-                "Each backend's answers on the seeded evaluation set against the fp32 eager reference on the same "
-                "images and weights.")
+    return (fig, f"Accuracy ({scenario.label})",
+            "Each backend's answers on the seeded evaluation set against the fp32 eager reference on the same "
+            "images and weights.")
 
 
-def prepare(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) -> Plot | None:
-    mine = analysis.rows_of(rows, scenario)
-    mine = mine[mine["prepare_s"].notna()]
-    if mine.empty:
-        return None
+@_figure("prepare_s")
+def prepare(mine: pd.DataFrame, scenario: Scenario, colour: dict):
     plt = _pyplot()
     batches, backends, breakeven = _by_batch_and_backend(mine, "break_even_images")
     prep = mine.groupby("backend", sort=False)["prepare_s"].max().reindex(backends)
@@ -393,14 +401,11 @@ def prepare(rows: pd.DataFrame, scenario: Scenario, colour: dict, out: Path) -> 
                     ax2.text(j - 0.4 + width * (i + 0.5), 0.02, "never", transform=ax2.get_xaxis_transform(),
                              rotation=90, ha="center", va="bottom", fontsize=7, color=colour[name])  # fmt: skip
         ax2.set_xticklabels([str(b) for b in batches])
-        ax2.set_xlabel("batch size")
-        ax2.set_ylabel("images until prepare time is paid back")
-        ax2.set_title("Break-even vs baseline (\"never\" = not faster)", fontsize=10)
-        ax2.grid(True, axis="y", alpha=0.3)
-        _legend(ax2, len(others))
-    return Plot(_save(fig, out / f"prepare_{scenario.slug}.png"), f"Prepare cost and break-even ({scenario.label})",
-                "Time to get each backend ready, and the number of images after which being faster than the "
-                "baseline has paid that time back.")
+        _finish(ax2, "Break-even vs baseline (\"never\" = not faster)", "batch size",
+                "images until prepare time is paid back", len(others), fontsize=10)
+    return (fig, f"Prepare cost and break-even ({scenario.label})",
+            "Time to get each backend ready, and the number of images after which being faster than the "
+            "baseline has paid that time back.")
 
 
 ALL = (throughput, latency, speedup, memory, accuracy, prepare)

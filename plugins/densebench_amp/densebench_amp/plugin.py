@@ -122,13 +122,8 @@ def make_scaler(device_type: str, enabled: bool, init_scale: float):
 # -- hooks ----------------------------------------------------------------------------------------------------
 @hookimpl
 def backend_info():
-    return BackendInfo(
-        description="torch.autocast mixed precision: fp16 + GradScaler (CUDA default) or bf16 (CPU default)",
-        modes=("inference", "training"),
-        stage="precision",
-        composable=True,
-        options=OPTIONS,
-    )
+    return BackendInfo("torch.autocast mixed precision: fp16 + GradScaler (CUDA default) or bf16 (CPU default)",
+                       modes=("inference", "training"), stage="precision", options=OPTIONS)
 
 
 @hookimpl

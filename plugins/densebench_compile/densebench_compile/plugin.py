@@ -182,13 +182,8 @@ def recompilation_reason(before: dict[str, int], after: dict[str, int]) -> str |
 @hookimpl
 def backend_info():
     return BackendInfo(
-        description="torch.compile (Inductor; mode, freezing for inference); recompilation while timing fails the row",
-        modes=("inference", "training"),
-        stage="compiler",
-        composable=True,
-        options=OPTIONS,
-        check_options=check_options,
-    )
+        "torch.compile (Inductor; mode, freezing for inference); recompilation while timing fails the row",
+        modes=("inference", "training"), stage="compiler", options=OPTIONS, check_options=check_options)
 
 
 @hookimpl
@@ -251,18 +246,21 @@ def prepare_model(model, example_inputs, ctx):
 
 @hookimpl
 def warmup(step, ctx):
-    state = ctx.state.setdefault(NAME, {})
-    options = state.get("options") or resolve_options(ctx)
+    options = ctx.state.get(NAME, {}).get("options") or resolve_options(ctx)
     iterations = max(ctx.warmup, 3) if options.uses_cudagraphs(ctx) else ctx.warmup
     for _ in range(iterations):
         step()
     ctx.synchronize()
-    state["counters"] = compile_counters()
+
+
+@hookimpl
+def before_measure(ctx):
+    ctx.state.setdefault(NAME, {})["counters"] = compile_counters()
 
 
 @hookimpl
 def after_measure(ctx):
     before = ctx.state.get(NAME, {}).get("counters")
     if before is None:
-        return "no compilation counters were recorded before the timed loop (warmup hook not called)"
+        return "no compilation counters were recorded before the timed loop (before_measure hook not called)"
     return recompilation_reason(before, compile_counters())

@@ -78,10 +78,11 @@ def test_available_on_this_cpu():
 
 # -- recompilation detection ----------------------------------------------------------------------------------
 def run_hooks(ctx, model, first, timed_inputs):
-    """What the worker does: prepare (+ first step), warmup, the timed loop, after_measure."""
+    """What the worker does: prepare (+ first step), warmup, before_measure, the timed loop, after_measure."""
     compiled = plugin.prepare_model(model=model, example_inputs=first, ctx=ctx)
     compiled(first)
     plugin.warmup(step=lambda: compiled(first), ctx=ctx)
+    plugin.before_measure(ctx=ctx)
     for x in timed_inputs:
         compiled(x)
     return plugin.after_measure(ctx=ctx)

@@ -195,14 +195,9 @@ def torchscript_problem() -> str | None:
 # -- hooks ----------------------------------------------------------------------------------------------------
 @hookimpl
 def backend_info():
-    return BackendInfo(
-        description="TorchScript trace + freeze + optimize_for_inference; exports a .pt for torch.jit.load / C++",
-        modes=("inference",),
-        stage="compiler",
-        composable=True,
-        options=OPTIONS,
-        artifact_per_batch_size=False,  # a traced DenseNet runs at any batch size
-    )
+    # a traced DenseNet runs at any batch size: one artifact per run
+    return BackendInfo("TorchScript trace + freeze + optimize_for_inference; exports a .pt for torch.jit.load / C++",
+                       stage="compiler", options=OPTIONS, artifact_per_batch_size=False)
 
 
 @hookimpl

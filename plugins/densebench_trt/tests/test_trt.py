@@ -16,6 +16,7 @@ stubs that fetch the real wheels from NVIDIA's index). So:
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ import torch
 from densebench_trt import compat
 
 from densebench_core.context import RunContext
+from densebench_core.job import Job
 from densebench_core.options import resolve
 from densebench_core.plugins import build_registry
 from densebench_core.testing import BackendContractSuite, run_in_process
@@ -39,10 +41,9 @@ class TestTrt(BackendContractSuite):
 
 
 def make_ctx(options=None, backend="trt", members=None, batch_size=2) -> RunContext:
-    return RunContext(
-        backend=backend, members=members or [backend], device=torch.device("cpu"), mode="inference",
-        batch_size=batch_size, image_size=32, warmup=1, options=options or {},
-    )  # fmt: skip
+    job = Job(backend=backend, members=members or [backend], mode="inference", batch_size=batch_size,
+              image_size=32, options=options or {})
+    return RunContext(job=job, device=torch.device("cpu"))
 
 
 def tiny_model() -> torch.nn.Module:
@@ -60,13 +61,26 @@ def test_listing_never_imports_torch_tensorrt():
         "import sys\n"
         "from densebench_core.plugins import build_registry\n"
         "entry = build_registry().entries['trt']\n"
-        "assert entry.status == 'ok', entry.reason\n"
+        "assert entry.status in ('ok', 'unavailable'), entry.reason\n"
         "assert 'torch_tensorrt' not in sys.modules and 'tensorrt' not in sys.modules\n"
         "print(entry.info.requires_cuda, entry.info.requires_packages, entry.info.stage, entry.info.modes)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["True", "('torch_tensorrt',)", "compiler", "('inference',)"]
+
+
+def test_listed_unavailable_with_what_is_missing():
+    """``densebench plugins`` says what this machine lacks (the package, CUDA), never ``ok`` with no reason."""
+    proc = subprocess.run([sys.executable, "-c", "from densebench_core.cli import main; main()", "plugins", "--json"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    [entry] = [p for p in json.loads(proc.stdout) if p["name"] == "trt"]
+    missing = []
+    if not HAVE_TORCH_TENSORRT:
+        missing.append("requires the Python package 'torch_tensorrt', which is not installed")
+    if not torch.cuda.is_available():
+        missing.append("requires a CUDA device, and this machine has none")
+    assert (entry["status"], entry["reason"]) == (("unavailable", "; ".join(missing)) if missing else ("ok", ""))
 
 
 def test_row_is_skipped_with_what_is_missing():

@@ -1,8 +1,11 @@
-"""Reading results back: the CSV (required) and the JSON beside it (optional), validated.
+"""The results files, in one place: the CSV's columns (the contract's names and order), their types, the statuses,
+and reading and writing both the CSV and the JSON document beside it.
 
-Anything a user could hand us by mistake -- a missing path, a directory, an empty file, binary garbage, a CSV
-without the columns we need, a number that is not a number -- becomes one :class:`BadInput` with a message that
-names the file and, where it can, the line and column.
+:class:`~densebench_core.results.ResultsStore` writes with :func:`csv_text` and :func:`json_text`; the report and
+``densebench compare`` read with :func:`load_results` / :func:`load_csv_and_json`, which validate: anything a user
+could hand us by mistake -- a missing path, a directory, an empty file, binary garbage, a CSV without the columns
+we need, a number that is not a number -- becomes one :class:`BadInput` with a message that names the file and,
+where it can, the line and column.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import pandas as pd
 
@@ -21,26 +24,73 @@ from densebench_core.errors import BadInput
 
 CSV_NAME = "benchmark_results.csv"
 #: the latest run's JSON is ``benchmark_results.json``; a run kept under ``runs/<id>/`` has ``results.json``
-JSON_NAMES = ("benchmark_results.json", "results.json")
+LATEST_JSON, RUN_JSON = "benchmark_results.json", "results.json"
+JSON_NAMES = (LATEST_JSON, RUN_JSON)
 
+#: column types: a number (read as a float, NaN = not measured), text, or a flag (written ``true``/``false``,
+#: empty where not measured, and read back as that text)
+NUMBER, TEXT, FLAG = "number", "text", "flag"
+#: every column, in the contract's order, with its type; the columns of features added since follow the first 26
+COLUMN_TYPES: dict[str, str] = {
+    "run_id": TEXT, "backend": TEXT, "mode": TEXT, "device": TEXT, "batch_size": NUMBER, "image_size": NUMBER,
+    "precision": TEXT, "status": TEXT, "reason": TEXT, "latency_p50_ms": NUMBER, "latency_p90_ms": NUMBER,
+    "latency_p99_ms": NUMBER, "latency_mean_ms": NUMBER, "latency_std_ms": NUMBER, "throughput_ips": NUMBER,
+    "peak_mem_mb": NUMBER, "prepare_s": NUMBER, "max_abs_err": NUMBER, "cosine_sim": NUMBER, "top1_agree": NUMBER,
+    "artifact_path": TEXT, "artifact_mb": NUMBER, "iterations": NUMBER, "torch_version": TEXT, "device_name": TEXT,
+    "timestamp": TEXT,
+    "weights": TEXT, "options": TEXT, "notes": TEXT, "p50_ci_low_ms": NUMBER, "p50_ci_high_ms": NUMBER,
+    "eval_images": NUMBER, "rel_err": NUMBER, "accuracy_ok": FLAG,
+}  # fmt: skip
+COLUMNS = list(COLUMN_TYPES)
+NUMERIC_COLUMNS = tuple(c for c, kind in COLUMN_TYPES.items() if kind == NUMBER)
+TEXT_COLUMNS = tuple(c for c, kind in COLUMN_TYPES.items() if kind != NUMBER)
+
+#: a row's status: measured, unavailable here (``reason`` says why), the step raised, or it ran out of time
 STATUSES = ("ok", "skipped", "failed", "timeout")
-#: a row is identified by these; compare matches on them
+#: the statuses of a row that stopped working (an ok row of BASE that became one of these is a regression)
+BROKEN = ("failed", "timeout")
+#: a row is identified by these; compare matches on them, and a results folder holds each once
 KEY_COLUMNS = ("backend", "mode", "batch_size", "image_size", "device")
-
-NUMERIC_COLUMNS = (
-    "batch_size", "image_size", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms",
-    "latency_std_ms", "throughput_ips", "peak_mem_mb", "prepare_s", "max_abs_err", "cosine_sim", "top1_agree",
-    "artifact_mb", "iterations", "p50_ci_low_ms", "p50_ci_high_ms", "eval_images", "rel_err",
-)  # fmt: skip
-TEXT_COLUMNS = (
-    "run_id", "backend", "mode", "device", "precision", "status", "reason", "artifact_path", "torch_version",
-    "device_name", "timestamp", "weights", "options", "notes", "accuracy_ok",
-)  # fmt: skip
-
-#: what the report cannot do without; everything else is optional and reads as "not measured" when absent
-REPORT_REQUIRED = ("backend", "mode", "batch_size", "status")
+#: what no results file can be read without; every other column is optional and reads as "not measured"
+REQUIRED = ("backend", "mode", "batch_size", "status")
 
 
+# -- writing -----------------------------------------------------------------------------------------------------
+def cell(value: Any) -> str:
+    """A CSV cell: empty for None, NaN and infinities; ``true``/``false``; floats to 8 significant digits."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return ""
+        return f"{value:.8g}"
+    if isinstance(value, (list, tuple)):
+        return "; ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True) if value else ""
+    return str(value)
+
+
+def csv_text(rows: Iterable[dict[str, Any]]) -> str:
+    """The CSV of ``rows``: the header, then one line per row with every column (missing cells empty)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        writer.writerow([cell(row.get(column)) for column in COLUMNS])
+    return buffer.getvalue()
+
+
+def json_text(run_id: str, environment: dict, config: dict, rows: list[dict[str, Any]]) -> str:
+    """The JSON document beside the CSV: the run's environment and config, and its rows whole (raw latencies,
+    machine load, profile summaries)."""
+    document = {"run_id": run_id, "environment": environment, "config": config, "rows": rows}
+    return json.dumps(document, indent=1, default=str, allow_nan=False)
+
+
+# -- reading -----------------------------------------------------------------------------------------------------
 def _read_text(path: Path, what: str) -> str:
     if not path.exists():
         raise BadInput(f"{what} not found: {path}")
@@ -58,9 +108,16 @@ def _read_text(path: Path, what: str) -> str:
         raise BadInput(f"{what} {path} is not a UTF-8 text CSV file") from None
 
 
-def read_results_csv(path: Path | str, required: tuple[str, ...] = REPORT_REQUIRED,
+def _first_line(mask: pd.Series) -> int:
+    """The line of the first row where ``mask`` holds, as an editor shows it: the header is line 1 (exact when no
+    cell spans lines)."""
+    return int(mask.idxmax()) + 2
+
+
+def read_results_csv(path: Path | str, required: tuple[str, ...] = REQUIRED,
                      what: str = "results CSV") -> pd.DataFrame:
-    """Read and validate a ``benchmark_results.csv``; numeric columns become floats (NaN = not measured).
+    """Read and validate a ``benchmark_results.csv``: every column of the schema is there afterwards, numeric ones
+    as floats (NaN = not measured), text ones stripped ("" = not recorded).
 
     Raises :class:`BadInput` for a missing, unreadable, empty or corrupt file: no header, no data rows, missing
     ``required`` columns, rows longer than the header, an unknown status, or a non-empty cell in a numeric column
@@ -90,8 +147,7 @@ def read_results_csv(path: Path | str, required: tuple[str, ...] = REPORT_REQUIR
         raise BadInput(f"{what} {path} has a header but no result rows")
     frame = frame.fillna("")
     for column in TEXT_COLUMNS:
-        if column in frame.columns:
-            frame[column] = frame[column].astype(str).str.strip()
+        frame[column] = frame[column].astype(str).str.strip() if column in frame.columns else ""
     for column in NUMERIC_COLUMNS:
         if column not in frame.columns:
             frame[column] = math.nan
@@ -100,29 +156,23 @@ def read_results_csv(path: Path | str, required: tuple[str, ...] = REPORT_REQUIR
         numbers = pd.to_numeric(cells, errors="coerce")
         bad = numbers.isna() & (cells != "") & (cells.str.lower() != "nan")
         if bad.any():
-            index = int(bad.idxmax())
-            # line numbers as an editor shows them: the header is line 1 (exact when no cell spans lines)
             raise BadInput(
-                f"{what} {path} is corrupt: column {column} on line {index + 2} is not a number: "
-                f"{cells[index][:40]!r}"
+                f"{what} {path} is corrupt: column {column} on line {_first_line(bad)} is not a number: "
+                f"{cells[int(bad.idxmax())][:40]!r}"
             )
         frame[column] = numbers.astype(float)
     if (frame["backend"] == "").any():
-        raise BadInput(f"{what} {path} is corrupt: a row on line {int((frame['backend'] == '').idxmax()) + 2} "
+        raise BadInput(f"{what} {path} is corrupt: a row on line {_first_line(frame['backend'] == '')} "
                        "has no backend")
     unknown = ~frame["status"].isin(STATUSES)
     if unknown.any():
-        index = int(unknown.idxmax())
         raise BadInput(
-            f"{what} {path} is corrupt: unknown status {frame['status'][index][:40]!r} on line {index + 2} "
-            f"(expected one of {', '.join(STATUSES)})"
+            f"{what} {path} is corrupt: unknown status {frame['status'][int(unknown.idxmax())][:40]!r} on line "
+            f"{_first_line(unknown)} (expected one of {', '.join(STATUSES)})"
         )
     if frame["batch_size"].isna().any():
-        raise BadInput(f"{what} {path} is corrupt: a row on line {int(frame['batch_size'].isna().idxmax()) + 2} "
+        raise BadInput(f"{what} {path} is corrupt: a row on line {_first_line(frame['batch_size'].isna())} "
                        "has no batch_size")
-    for column in ("device", "reason", "notes", "precision", "run_id", "accuracy_ok"):
-        if column not in frame.columns:
-            frame[column] = ""
     return frame
 
 
@@ -165,8 +215,7 @@ def load_results(results_dir: Path | str) -> Results:
     return load_csv_and_json(csv_path)
 
 
-def load_csv_and_json(csv_path: Path, required: tuple[str, ...] = REPORT_REQUIRED,
-                      what: str = "results CSV") -> Results:
+def load_csv_and_json(csv_path: Path, required: tuple[str, ...] = REQUIRED, what: str = "results CSV") -> Results:
     """A results CSV, and the JSON beside it (``benchmark_results.json`` or ``results.json``) when it is the same
     run's: the JSON adds raw latencies, machine load and profiles."""
     frame = read_results_csv(csv_path, required=required, what=what)
