@@ -250,9 +250,12 @@ def build_registry(load_entry_points: bool = True, only: set[str] | None = None)
                 registry.add_failed(ep.name, dist, version, reason, status="unavailable")
             continue
         except ImportTimeout:
-            registry.add_failed(ep.name, dist, version, (
-                f"import did not finish within {timeout:g} s ({ENV_IMPORT_TIMEOUT}); the command goes on without "
-                f"it (leave it out with {ENV_PLUGINS}=NAME,... listing the plugins to load)"))  # fmt: skip
+            others = ",".join(e.name for e in entry_points if e.name != ep.name and (allowed is None or e.name in allowed))
+            exclude = f"{ENV_PLUGINS}={others}" if others else f"{ENV_PLUGINS}="
+            registry.add_failed(ep.name, dist, version, f"import did not finish within {timeout:g} s "
+                                f"({ENV_IMPORT_TIMEOUT}); leave it out with {exclude}")
+            registry.warnings.append(f"plugin {ep.name!r} did not finish importing within {timeout:g} s and is left "
+                                     f"out; to skip the wait, leave it out with {exclude}")
             continue
         except BaseException as exc:  # SystemExit or worse from a plugin must not take the host down
             if isinstance(exc, KeyboardInterrupt):

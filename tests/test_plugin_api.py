@@ -53,7 +53,8 @@ def test_a_missing_module_of_its_own_is_a_broken_plugin_a_missing_dependency_is_
 def test_the_plugins_that_use_the_api_rightly_are_ok(installed):
     assert {n for n, e in installed.items() if e.status == "ok"} >= {
         "constant_test", "first_image_test", "frozen_training_test", "unlabelled_fp16_test", "none_step_test",
-        "export_fault_test", "probe_layout_test", "probe_compiler_test", "slow_import_test", "identity_test"}
+        "export_fault_test", "probe_layout_test", "probe_compiler_test", "slow_import_test", "identity_test",
+        "profile_hang_test"}
 
 
 def test_a_plugin_hanging_at_import_is_failed_and_the_run_goes_on(tmp_path, with_apiplugins):
@@ -61,10 +62,12 @@ def test_a_plugin_hanging_at_import_is_failed_and_the_run_goes_on(tmp_path, with
     listing = run_densebench("plugins", "--json", env=env, timeout=120)  # the import sleeps an hour
     [entry] = [p for p in json.loads(listing.stdout) if p["name"] == "slow_import_test"]
     assert entry["status"] == "failed" and "did not finish within 5 s" in entry["reason"]
-    assert "DENSEBENCH_PLUGINS" in entry["reason"]
+    others = entry["reason"].split("leave it out with DENSEBENCH_PLUGINS=")[1].split(",")  # the others, by name
+    assert "constant_test" in others and "slow_import_test" not in others
     proc = run_densebench("run", "--backend", "baseline", *TINY, "--output-dir", str(tmp_path / "r"),
                           "--log-dir", str(tmp_path / "l"), env=env, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    assert "warning: plugin 'slow_import_test' did not finish importing within 5 s" in proc.stderr
     assert [r["status"] for r in read_rows(tmp_path / "r" / "benchmark_results.csv")] == ["ok"]
 
 
@@ -127,6 +130,18 @@ def test_a_phase_after_the_measurement_that_hangs_or_crashes_keeps_the_row(tmp_p
     assert note in row["notes"] and row["artifact_path"] == "" and row["artifact_mb"] == ""
     [log] = (tmp_path / "r" / "runs").glob("*/work/export_fault_test_inference_bs1.log")
     assert "export_fault.py" in log.read_text()  # where it hung or crashed: faulthandler's stacks
+
+
+def test_a_hang_while_profiling_keeps_the_row_and_its_accuracy(tmp_path, with_apiplugins):
+    """The profile pass comes last, after the accuracy check and the export: both stay, the profile is a note."""
+    settings = [a for a in TINY if a != "--no-profile"]
+    proc = run_densebench("run", "--backend", "profile_hang_test", *settings, "--phase-timeout", "10",
+                          "--output-dir", str(tmp_path / "r"), "--log-dir", str(tmp_path / "l"),
+                          env=with_apiplugins)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    [row] = read_rows(tmp_path / "r" / "benchmark_results.csv")
+    assert row["status"] == "ok" and float(row["latency_p50_ms"]) > 0 and row["accuracy_ok"] == "true", row
+    assert "profiling did not finish within 10 s (--phase-timeout); process killed" in row["notes"]
 
 
 # -- hooks every recipe member runs -------------------------------------------------------------------------------

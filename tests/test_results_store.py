@@ -83,6 +83,8 @@ def start_hanging_run(tmp_path, testplugins_path, *backends):
         [sys.executable, "-c", "from densebench_core.cli import main; main()", "run", *args, *TINY,
          "--timeout", "600", "--output-dir", str(tmp_path / "r"), "--log-dir", str(tmp_path / "l")],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # as from a terminal: Ctrl-C's signal handled (a shell's background job would inherit it ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while not pidfile.exists() and time.monotonic() < deadline and proc.poll() is None:
