@@ -159,8 +159,9 @@ def hook_problems(pm: pluggy.PluginManager, plugin: Any) -> str | None:
     is not registered at all.
     """
     known = hook_names()
+    callers = pm.get_hookcallers(plugin) or []
     problems = []
-    for caller in pm.get_hookcallers(plugin) or []:
+    for caller in callers:
         if caller.spec is None:
             close = difflib.get_close_matches(caller.name, known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f" (known hooks: {', '.join(known)})"
@@ -172,7 +173,7 @@ def hook_problems(pm: pluggy.PluginManager, plugin: Any) -> str | None:
                     f"hook {caller.name!r} gives {', '.join(impl.kwargnames)} a default value: the core never passes "
                     "a value to such a parameter, so it would always be the default; remove the default"
                 )
-    registered = {caller.name for caller in pm.get_hookcallers(plugin) or []}
+    registered = {caller.name for caller in callers}
     for name in known:
         function = getattr(plugin, name, None)
         if callable(function) and name not in registered:

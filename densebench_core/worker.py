@@ -301,8 +301,13 @@ def _parameters_changed(before: list, model) -> bool:
     return not before or any(not torch.equal(a, b.detach().cpu()) for a, b in zip(before, after))
 
 
+def _first_line(exc: BaseException) -> str:
+    """The first line of the exception's message, at most 300 characters."""
+    return (str(exc).strip().splitlines() or [""])[0][:300]
+
+
 def _one_line(exc: BaseException) -> str:
-    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    first = _first_line(exc)
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
@@ -337,8 +342,7 @@ def main(argv: list[str]) -> int:
     except Exception as exc:
         traceback.print_exc()
         kind = "out of memory" if isinstance(exc, _oom_types()) else type(exc).__name__
-        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
-        result = {"status": "failed", "reason": f"{kind}: {first_line}", "phase": phase[0]}
+        result = {"status": "failed", "reason": f"{kind}: {_first_line(exc)}", "phase": phase[0]}
     publish(result)
     return 0
 
