@@ -2,9 +2,9 @@
 
 The suite (``densebench run``) measures what the installed backends offer; this script tries settings the
 backends do not (yet) expose, to decide which ones deserve to become options: cuDNN autotuning, bf16, fused
-optimizers, Inductor settings, one CUDA graph over the compiled model, the compile plugin's fused dense-layer
-kernels (``dense_kernels``), and TF32 or freezing off to explain reference numbers. It times with the core's own
-loop (:func:`densebench_core.measure.measure_latency`, CUDA events) and checks accuracy against the same fp32
+optimizers, Inductor settings, one CUDA graph over the compiled model, the fused dense-layer kernels
+(``dense_kernels``: the ``fused`` plugin's rewrite), and TF32 or freezing off to explain reference numbers. It times
+with the core's own loop (:func:`densebench_core.measure.measure_latency`, CUDA events) and checks accuracy against the same fp32
 reference, so its numbers compare with the suite's rows.
 
     python benchmarks/recipe_search.py --out DIR VARIANT [VARIANT ...]     # see VARIANTS below
@@ -162,8 +162,8 @@ def run_variant(v: dict) -> dict:
     else:
         model = model.to(dtype)
         inputs = inputs.to(dtype)
-        if v["dense_kernels"] == "triton":  # as the compile plugin does, on the model it receives
-            from densebench_compile.dense_fusion import fuse_dense_blocks
+        if v["dense_kernels"] == "triton":  # as the fused plugin does, on the model it receives
+            from densebench_fused.dense_fusion import fuse_dense_blocks
 
             result["dense_fused"] = fuse_dense_blocks(model)
     if v["compile"]:

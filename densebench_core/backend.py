@@ -29,6 +29,9 @@ class BackendInfo:
         :class:`~densebench_core.options.Option` (a plain default value is taken as an option of its type).
     :param check_options: called in the parent with all of its typed option values: a one-line reason when they
         do not go together (bad input, exit 2), else None.
+    :param check_recipe: called in the parent with the recipe's members (stage order) and their typed options
+        (``{backend: {key: value}}``): a one-line reason when this backend cannot go with the others (bad input,
+        exit 2), else None.
     :param artifact_per_batch_size: whether its exported artifact is specific to the batch size (a TensorRT
         engine of static shape); when False, a run exports it once per recipe and mode and later batch sizes
         point to that file.
@@ -42,6 +45,7 @@ class BackendInfo:
     composable: bool = True
     options: dict[str, Option] = field(default_factory=dict)
     check_options: Callable[[dict[str, Any]], str | None] | None = None
+    check_recipe: Callable[[list[str], dict[str, dict[str, Any]]], str | None] | None = None
     artifact_per_batch_size: bool = True
 
     def __post_init__(self):

@@ -157,10 +157,17 @@ def resolve_recipe(members: list[str], infos: dict, given: dict[str, dict[str, A
     """Typed options (defaults filled in) for every member of a recipe, from ``{backend: {key: value}}``.
 
     :param infos: ``BackendInfo`` by backend name (members missing from it are left out: they cannot run).
-    :raises OptionError: a key or value a member does not take, or values that do not go together.
+    :raises OptionError: a key or value a member does not take, values that do not go together, or a member
+        that cannot go with the others (``BackendInfo.check_recipe``).
     """
-    return {
+    resolved = {
         member: resolve(member, infos[member].options, given.get(member, {}), infos[member].check_options)
         for member in members
         if member in infos
     }
+    for member in resolved:
+        check = infos[member].check_recipe
+        problem = check(list(members), resolved) if check and len(members) > 1 else None
+        if problem:
+            raise OptionError(f"recipe {'+'.join(members)}: {problem}")
+    return resolved

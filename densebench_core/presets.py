@@ -18,16 +18,16 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "fastest-throughput": Preset(
-        recipe="channels_last+fp16+compile",
-        description="large-batch inference: fp16 NHWC, dense layers as fused Triton GEMMs (dense_kernels=triton), "
+        recipe="channels_last+fp16+fused+compile",
+        description="large-batch inference: fp16 NHWC, dense layers as fused Triton kernels (fused), "
         "inductor with freezing and CUDA graphs (reduce-overhead)",
-        options={"compile": {"mode": "reduce-overhead", "dense_kernels": "triton"}},
+        options={"compile": {"mode": "reduce-overhead"}},
     ),
     "fastest-latency": Preset(
-        recipe="channels_last+fp16+compile",
-        description="batch-1 inference: fp16 NHWC, dense layers as fused Triton GEMMs (dense_kernels=triton), "
+        recipe="channels_last+fp16+fused+compile",
+        description="batch-1 inference: fp16 NHWC, dense layers as fused Triton kernels (fused), "
         "inductor with freezing and CUDA graphs (reduce-overhead)",
-        options={"compile": {"mode": "reduce-overhead", "dense_kernels": "triton"}},
+        options={"compile": {"mode": "reduce-overhead"}},
     ),
     "fastest-training": Preset(
         recipe="channels_last+amp+compile",

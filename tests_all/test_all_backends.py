@@ -1,4 +1,4 @@
-"""With core and all four plugins installed: the full quick run, exports, and recipes (nox session `all`)."""
+"""With core and every plugin installed: the full quick run, exports, and recipes (nox session `all`)."""
 
 import pytest
 import torch
@@ -20,7 +20,7 @@ def test_every_backend_has_rows_and_trt_is_skipped_with_reason(quick_all):
     statuses = {}
     for row in rows:
         statuses.setdefault(row["backend"], set()).add(row["status"])
-    for name in ("baseline", "channels_last", "fp16", "amp", "compile", "jit"):
+    for name in ("baseline", "channels_last", "fp16", "amp", "compile", "fused", "jit"):
         assert statuses.get(name) == {"ok"}, (name, [r["reason"] for r in rows if r["backend"] == name])
     assert statuses["trt"] == {"skipped"}
     trt_reasons = {r["reason"] for r in rows if r["backend"] == "trt"}

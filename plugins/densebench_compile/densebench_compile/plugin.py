@@ -12,9 +12,6 @@ Options (``--backend-option compile.KEY=VALUE``), declared typed in :data:`OPTIO
   ``mode`` and ``freezing`` apply to Inductor only.
 * ``recompile_limit``: Dynamo's per-function recompilation limit (default 8). Reaching it raises instead of
   silently falling back to eager.
-* ``dense_kernels``: ``inductor`` (default: Inductor compiles the whole network) or ``triton``: for inference,
-  DenseNet's dense blocks are first rewritten around one fused Triton GEMM per layer
-  (:mod:`densebench_compile.dense_fusion`); Inductor compiles the rest around them. Ignored for training.
 
 Timing: compilation is lazy, so it happens in the first call, which the core times as part of ``prepare_s``.
 For CUDA-graph modes on CUDA, ``prepare_model`` makes two more inference calls so that the graphs are recorded
@@ -34,13 +31,12 @@ import torch
 
 from densebench_core.backend import BackendInfo
 from densebench_core.hookspecs import hookimpl
-from densebench_core.options import Option, OptionError
+from densebench_core.options import Option
 
 NAME = "compile"
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
-DENSE_KERNELS = ("inductor", "triton")
 OPTIONS = {
     "mode": Option(default="default", choices=MODES, help="torch.compile mode (reduce-overhead: CUDA graphs)"),
     "freezing": Option(default=None, type=bool, auto=True,
@@ -51,8 +47,6 @@ OPTIONS = {
     "backend": Option(default="inductor", help="the torch.compile backend (inductor, aot_eager, eager, ...)"),
     "recompile_limit": Option(default=8, type=int, minimum=1,
                               help="Dynamo's recompilation limit; reaching it is an error, not an eager fallback"),
-    "dense_kernels": Option(default="inductor", choices=DENSE_KERNELS,
-                            help="triton: each dense layer as one fused Triton GEMM (inference)"),
 }
 
 
@@ -72,7 +66,6 @@ class Options:
     backend: str
     recompile_limit: int
     freezing_requested: bool | None  # what the user asked for (None: auto)
-    dense_kernels: str = "inductor"
 
     @property
     def inductor(self) -> bool:
@@ -95,7 +88,6 @@ def resolve_options(ctx) -> Options:
         backend=values["backend"],
         recompile_limit=values["recompile_limit"],
         freezing_requested=requested,
-        dense_kernels=values["dense_kernels"],
     )
 
 
@@ -126,8 +118,6 @@ def describe(options: Options) -> str:
         parts += [f"mode={options.mode}", f"freezing={str(options.freezing).lower()}"]
     dynamic = "auto" if options.dynamic is None else str(options.dynamic).lower()
     parts += [f"dynamic={dynamic}", f"fullgraph={str(options.fullgraph).lower()}"]
-    if options.dense_kernels != "inductor":
-        parts.append(f"dense_kernels={options.dense_kernels}")
     return "torch.compile(" + ", ".join(parts) + ")"
 
 
@@ -219,24 +209,11 @@ def prepare_model(model, example_inputs, ctx):
     torch._dynamo.reset()  # a clean Dynamo state: no earlier compilation's cache entries or counters count here
     configure_dynamo(options.recompile_limit)
     state = ctx.state.setdefault(NAME, {})
-    if options.dense_kernels == "triton" and not ctx.training:
-        from densebench_compile.dense_fusion import fuse_dense_blocks
-
-        try:
-            counts = fuse_dense_blocks(model)
-        except ValueError as exc:
-            raise OptionError(str(exc)) from None
-        ctx.notes.append(
-            f"dense_kernels=triton: {counts['layers']} dense layers in {counts['blocks']} blocks as fused GEMMs, "
-            f"{counts['transitions']} transitions pool-first"
-        )
     compiled = torch.compile(model, **compile_kwargs(options))
     state.update(options=options, description=describe(options))
     ctx.notes.append(describe(options))
     if options.freezing_requested and ctx.training:
         ctx.notes.append("compile.freezing=true ignored: freezing is for inference only")
-    if options.dense_kernels != "inductor" and ctx.training:
-        ctx.notes.append(f"compile.dense_kernels={options.dense_kernels} ignored: it rewrites inference only")
     if options.uses_cudagraphs(ctx) and not ctx.training:
         # CUDA graph trees record on the first calls after compilation: do that here, inside prepare_s
         for _ in range(2):

@@ -64,7 +64,6 @@ def test_options_parse():
         ({"fullgraph": "auto"}, "compile.fullgraph must be true or false, not 'auto'"),
         ({"recompile_limit": "0"}, "compile.recompile_limit must be a whole number >= 1"),
         ({"backend": "eager", "mode": "max-autotune"}, "mode=max-autotune needs backend=inductor"),
-        ({"dense_kernels": "cuda"}, "compile.dense_kernels must be one of inductor, triton, not 'cuda'"),
     ],
 )  # fmt: skip
 def test_bad_options_are_refused_while_parsing(options, message):

@@ -7,25 +7,20 @@ first BN+ReLU is applied while the GEMM loads its ``a`` tiles (a prologue), and 
 and ``bias``) + ReLU while it stores its result (an epilogue), so ``a`` is read once and nothing else is
 written. ``a`` may be a column slice of a wider row-major matrix (the block's feature buffer, NHWC).
 
-:func:`bn_relu_gemm` runs the Triton kernel on CUDA for fp16 and :func:`reference` (torch ops, the same
-rounding: BN+ReLU in fp32, rounded to the input dtype before the product) elsewhere. The kernel is checked
-against :func:`reference` on the CPU with Triton's interpreter (``TRITON_INTERPRET=1``,
-``tests/test_dense_kernels.py``).
+:func:`bn_relu_gemm` runs the Triton kernel on CUDA (fp16, bf16, fp32: TF32 when torch allows it for matmuls)
+and :func:`reference` (torch ops, the same rounding: BN+ReLU in fp32, rounded to the input dtype before the
+product) elsewhere. The kernel is checked against :func:`reference` on the CPU with Triton's interpreter in every
+dtype (``tests/test_fused_kernels.py``; what the interpreter cannot check: :mod:`densebench_fused.triton_support`).
 """
 
 from __future__ import annotations
 
 import torch
 
-try:
-    import triton
-    import triton.language as tl
-except ImportError:  # Triton ships with torch's CUDA builds; without it only the torch path exists
-    triton = None
+from densebench_fused.triton_support import dot_options, tl, triton, triton_usable
 
 BLOCK_N = 128  # DenseNet-121's bottleneck width (bn_size 4 x growth 32): one tile covers every output column
 BLOCK_K = 64  # best at most DenseNet-121 layer shapes on the H200 (benchmarks/dense_kernel_tune.py)
-TRITON_DTYPES = (torch.float16,)  # bf16 is not checked: Triton's CPU interpreter cannot run it
 
 
 def reference(a, scale, shift, w, bias):
@@ -41,6 +36,7 @@ if triton is not None:
         a_ptr, scale_ptr, shift_ptr, w_ptr, bias_ptr, out_ptr,
         M, N, K, stride_am, stride_wk, stride_om,
         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+        PRECISION: tl.constexpr, WIDEN: tl.constexpr,
     ):  # fmt: skip
         pid = tl.program_id(0)
         tiles_n = tl.cdiv(N, BLOCK_N)
@@ -56,7 +52,9 @@ if triton is not None:
             a = tl.maximum(a.to(tl.float32) * scale[None, :] + shift[None, :], 0.0).to(w_ptr.dtype.element_ty)
             w = tl.load(w_ptr + ks[:, None] * stride_wk + cols[None, :],
                         mask=(ks[:, None] < K) & (cols[None, :] < N), other=0.0)  # fmt: skip
-            acc += tl.dot(a, w)
+            if WIDEN:  # the interpreter's bf16 product is wrong; widening a bf16 value to fp32 is exact
+                a, w = a.to(tl.float32), w.to(tl.float32)
+            acc = tl.dot(a, w, acc, input_precision=PRECISION)
         bias = tl.load(bias_ptr + cols, mask=cols < N, other=0.0)
         out = tl.maximum(acc + bias[None, :], 0.0)
         tl.store(out_ptr + rows[:, None] * stride_om + cols[None, :], out.to(out_ptr.dtype.element_ty),
@@ -72,10 +70,6 @@ def block_m(rows: int) -> tuple[int, int]:
     if rows >= 64 * 64:
         return 64, 4
     return 32, 4
-
-
-def triton_usable(a) -> bool:
-    return triton is not None and a.is_cuda and a.dtype in TRITON_DTYPES
 
 
 def launch(a, scale, shift, w, bias, config: dict | None = None):
@@ -94,13 +88,13 @@ def launch(a, scale, shift, w, bias, config: dict | None = None):
     grid = (triton.cdiv(rows, chosen["BLOCK_M"]) * triton.cdiv(width, BLOCK_N),)
     _bn_relu_gemm_kernel[grid](
         a, scale, shift, w, bias, out, rows, width, depth, a.stride(0), w.stride(0), out.stride(0),
-        BLOCK_N=BLOCK_N, **chosen,
+        BLOCK_N=BLOCK_N, **dot_options(a.dtype), **chosen,
     )  # fmt: skip
     return out
 
 
 def bn_relu_gemm(a, scale, shift, w, bias):
-    """The fused kernel where Triton can run it (CUDA, fp16), else :func:`reference`."""
+    """The fused kernel where Triton can run it (CUDA; fp16, bf16, fp32), else :func:`reference`."""
     if triton_usable(a):
         return launch(a, scale, shift, w, bias)
     return reference(a, scale, shift, w, bias)

@@ -1,4 +1,4 @@
-"""``compile.dense_kernels=triton``: DenseNet's dense blocks rewritten around one fused GEMM per layer.
+"""The ``fused`` rewrite: DenseNet's dense blocks around one fused GEMM per layer.
 
 torchvision's dense layer concatenates every earlier feature map of its block (``torch.cat``), runs
 ``norm1 -> relu -> conv1 (1x1)`` on it, then ``norm2 -> relu -> conv2 (3x3)``, and returns 32 new channels.
@@ -6,13 +6,15 @@ Compiled, that is per layer: a pass writing BN+ReLU of the whole concatenation, 
 ``norm2`` BN+ReLU pass, and the 3x3 conv -- the profile in docs/perf-notes.md shows these memory-bound passes
 take more than half of a batch-256 step, and at batch 1 each is one more kernel launch in a ~424-kernel graph.
 
-The rewrite (inference only; BN uses its running statistics):
+The rewrite (inference only; BN uses its running statistics), in the model's dtype or the one asked for
+(``fp32``, ``fp16``, ``bf16``; under autocast the blocks run in the autocast dtype, as its convolutions would):
 
 * each dense block becomes one op, ``densebench::dense_block`` (it takes the block by key), that keeps the
   block's features in one preallocated NHWC buffer (no concatenation: each layer appends its 32 channels in
   place) and runs per layer
-  one :mod:`~densebench_compile.bn_relu_gemm` kernel (``norm1``+ReLU as prologue, ``conv1``, ``norm2`` folded
-  into the weights + ReLU as epilogue), then ``conv2`` (cuDNN), then a copy of its 32 channels into the buffer;
+  one :mod:`~densebench_fused.bn_relu_gemm` kernel (``norm1``+ReLU as prologue, ``conv1``, ``norm2`` folded
+  into the weights + ReLU as epilogue), then ``conv2`` as the :mod:`~densebench_fused.conv3x3` kernel, which
+  writes its 32 channels straight into the buffer (``conv="cudnn"``: cuDNN, then a copy into the buffer);
 * each transition runs its 2x2 average pool before its 1x1 conv instead of after (both are linear, so they
   commute exactly): the conv does a quarter of the work and the pool fuses into the BN+ReLU pass.
 
@@ -29,7 +31,8 @@ from collections import OrderedDict
 import torch
 import torch.nn.functional as F
 
-from densebench_compile.bn_relu_gemm import bn_relu_gemm
+from densebench_fused.bn_relu_gemm import bn_relu_gemm
+from densebench_fused.conv3x3 import conv3x3, pack_weight
 
 
 def _bn_affine(bn: torch.nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,10 +71,11 @@ class FusedDenseLayer(torch.nn.Module):
     """One torchvision ``_DenseLayer`` (eval mode) as the operands of :func:`bn_relu_gemm` and ``conv2``.
 
     ``scale``/``shift`` are its ``norm1`` (fp32), ``weight1`` [C_in, bottleneck] and ``bias1`` its ``conv1`` with
-    ``norm2`` folded in, ``weight2`` its ``conv2`` (3x3, padding 1); the weights keep their dtype.
+    ``norm2`` folded in, ``weight2`` its ``conv2`` (3x3, padding 1): OIHW for cuDNN, or packed for the
+    :mod:`~densebench_fused.conv3x3` kernel; the weights in ``dtype``.
     """
 
-    def __init__(self, layer: torch.nn.Module) -> None:
+    def __init__(self, layer: torch.nn.Module, dtype: torch.dtype, packed: bool) -> None:
         super().__init__()
         with torch.no_grad():
             scale1, shift1 = _bn_affine(layer.norm1)
@@ -79,10 +83,11 @@ class FusedDenseLayer(torch.nn.Module):
             conv1 = layer.conv1.weight  # [bottleneck, C_in, 1, 1]
             self.register_buffer("scale", scale1.contiguous())
             self.register_buffer("shift", shift1.contiguous())
-            weight1 = (conv1.float().flatten(1) * scale2[:, None]).t().contiguous().to(conv1.dtype)
+            weight1 = (conv1.float().flatten(1) * scale2[:, None]).t().contiguous().to(dtype)
             self.register_buffer("weight1", weight1)
             self.register_buffer("bias1", shift2.contiguous())
-            self.register_buffer("weight2", layer.conv2.weight.detach().clone())
+            weight2 = layer.conv2.weight.detach().to(dtype, copy=True)
+            self.register_buffer("weight2", pack_weight(weight2) if packed else weight2)
 
 
 class FusedDenseBlock(torch.nn.Module):
@@ -91,10 +96,12 @@ class FusedDenseBlock(torch.nn.Module):
     Layer ``i`` reads the first ``C0 + i*growth`` channels of the block's buffer and appends ``growth`` channels.
     """
 
-    def __init__(self, block: torch.nn.Module) -> None:
+    def __init__(self, block: torch.nn.Module, dtype: torch.dtype | None = None, conv: str = "triton") -> None:
         super().__init__()
         layers = list(block.children())
-        self.layers = torch.nn.ModuleList(FusedDenseLayer(layer) for layer in layers)
+        self.dtype = dtype or layers[0].conv1.weight.dtype
+        self.conv = conv
+        self.layers = torch.nn.ModuleList(FusedDenseLayer(layer, self.dtype, conv == "triton") for layer in layers)
         self.growth = layers[0].conv2.weight.shape[0]
         self.channels = layers[0].conv1.weight.shape[1] + self.growth * len(layers)  # the block's output channels
         self._register()
@@ -109,10 +116,14 @@ class FusedDenseBlock(torch.nn.Module):
         self._register()
 
     def forward(self, x):
-        return dense_block(x.contiguous(memory_format=torch.channels_last), self.key, self.channels)
+        return dense_block(x.to(self.dtype, memory_format=torch.channels_last), self.key, self.channels)
 
     def run(self, x):
         """The block, eagerly: a preallocated NHWC buffer, each layer appending its ``growth`` channels in place."""
+        with torch.autocast(x.device.type, enabled=False):  # in the block's dtype, also when called under autocast
+            return self._run(x)
+
+    def _run(self, x):
         n, c0, h, w = x.shape
         features = _features_like(x, self.channels)
         features[:, :c0].copy_(x)
@@ -120,8 +131,11 @@ class FusedDenseBlock(torch.nn.Module):
         channels = c0
         for layer in self.layers:
             bottleneck = bn_relu_gemm(rows[:, :channels], layer.scale, layer.shift, layer.weight1, layer.bias1)
-            bottleneck = bottleneck.view(n, h, w, -1).permute(0, 3, 1, 2)  # NCHW shape, NHWC memory
-            features[:, channels : channels + self.growth].copy_(F.conv2d(bottleneck, layer.weight2, padding=1))
+            if self.conv == "triton":
+                conv3x3(bottleneck, layer.weight2, rows[:, channels : channels + self.growth], n, h, w)
+            else:
+                bottleneck = bottleneck.view(n, h, w, -1).permute(0, 3, 1, 2)  # NCHW shape, NHWC memory
+                features[:, channels : channels + self.growth].copy_(F.conv2d(bottleneck, layer.weight2, padding=1))
             channels += self.growth
         return features
 
@@ -143,18 +157,20 @@ def _pool_first(transition) -> torch.nn.Sequential:
     return torch.nn.Sequential(parts)
 
 
-def fuse_dense_blocks(model) -> dict[str, int]:
+def fuse_dense_blocks(model, dtype: torch.dtype | None = None, conv: str = "triton") -> dict[str, int]:
     """Rewrite ``model`` (a torchvision DenseNet in eval mode) in place; returns what was rewritten.
 
+    :param dtype: the dense blocks' arithmetic (their weights are converted); None: the weights' own dtype.
+    :param conv: the 3x3 convs: ``triton`` (written into the block buffer) or ``cudnn`` (then a copy).
     Raises ValueError when the model has no dense block to rewrite or is in training mode.
     """
     if model.training:
-        raise ValueError("compile.dense_kernels=triton is for inference (BatchNorm with running statistics)")
+        raise ValueError("the fused rewrite is for inference (BatchNorm with running statistics)")
     counts = {"blocks": 0, "layers": 0, "transitions": 0}
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if _is_dense_block(child):
-                fused = FusedDenseBlock(child)
+                fused = FusedDenseBlock(child, dtype, conv)
                 setattr(parent, name, fused)
                 counts["blocks"] += 1
                 counts["layers"] += len(fused.layers)
@@ -162,5 +178,5 @@ def fuse_dense_blocks(model) -> dict[str, int]:
                 setattr(parent, name, _pool_first(child))
                 counts["transitions"] += 1
     if not counts["blocks"]:
-        raise ValueError("compile.dense_kernels=triton found no DenseNet dense block in the model")
+        raise ValueError("the model has no DenseNet dense block (layers with norm1, conv1, norm2, conv2) to rewrite")
     return counts
