@@ -223,11 +223,15 @@ def test_tiles_follow_the_rows():
 def test_tf32_only_where_torch_allows_it(monkeypatch):
     # TRITON_INTERPRET itself is not set here: kernels defined without it would then be launched on the CPU
     monkeypatch.setattr(triton_support, "interpreting", lambda: False)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
-    assert dot_options(torch.float32) == {"PRECISION": "ieee", "WIDEN": False}
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
-    assert dot_options(torch.float32)["PRECISION"] == "tf32"
-    assert dot_options(torch.float16)["PRECISION"] == "ieee"  # not used for 16-bit operands
+    saved = torch.backends.cuda.matmul.allow_tf32  # a property of torch's module: monkeypatch cannot undo it
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        assert dot_options(torch.float32) == {"PRECISION": "ieee", "WIDEN": False}
+        torch.backends.cuda.matmul.allow_tf32 = True
+        assert dot_options(torch.float32)["PRECISION"] == "tf32"
+        assert dot_options(torch.float16)["PRECISION"] == "ieee"  # not used for 16-bit operands
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
     monkeypatch.setattr(triton_support, "interpreting", lambda: True)
     assert dot_options(torch.bfloat16) == {"PRECISION": "ieee", "WIDEN": True}  # only in the interpreter
 
