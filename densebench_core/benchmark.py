@@ -6,18 +6,19 @@ import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Iterable, Protocol
 
 from densebench_core import envinfo
 from densebench_core.backend import canonical_name, parse_recipe, recipe_name
 from densebench_core.errors import BadInput
 from densebench_core.job import Job
+from densebench_core.launchers import Launcher, OnWait, Placement, chains
+from densebench_core.local_launcher import LocalLauncher
 from densebench_core.model import MIN_IMAGE_SIZE
 from densebench_core.options import OptionError, resolve_recipe
 from densebench_core.plugins import PluginRegistry, missing_requirements
 from densebench_core.presets import PRESETS
 from densebench_core.results import ResultsStore, check_writable, json_safe, new_run_id
-from densebench_core.runner import run_isolated
 
 MODES = ("inference", "training")
 
@@ -62,6 +63,11 @@ class RunConfig:
     quick: bool = False
     options: dict[str, dict[str, str]] = field(default_factory=dict)
     seed: int = 0
+    #: ``--devices`` as given (``all`` or ``0,1,...``); resolved into ``gpu_indices``
+    devices: str | None = None
+    gpu_indices: tuple[int, ...] | None = None
+    launcher: str = "local"
+    launcher_options: dict[str, dict[str, str]] = field(default_factory=dict)
     #: what planning found worth a word without stopping the run (printed by the CLI)
     warnings: list[str] = field(default_factory=list)
 
@@ -84,6 +90,11 @@ class RunConfig:
         ):  # fmt: skip
             if not (value > low if strict else value >= low):
                 raise BadInput(f"{flag} must be {'>' if strict else '>='} {low:g}, not {value:g}")
+        self.gpu_indices = parse_devices(self.devices, self.device)
+        for name in self.launcher_options:
+            if name != self.launcher:
+                given = ", ".join(f"{name}.{key}" for key in self.launcher_options[name])
+                self.warnings.append(f"--launcher-option {given} ignored: the launcher is {self.launcher!r}")
         if self.max_time is None:
             self.max_time = MAX_TIME_FACTOR * self.min_time
         elif self.max_time < self.min_time:
@@ -110,6 +121,44 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
+#: test seam, documented in docs/scaling.md: this many stand-in GPUs for ``--devices`` on a machine without one;
+#: the rows then run on the CPU, pinned as they would be (CI has no GPU, let alone two)
+TEST_DEVICES_ENV = "DENSEBENCH_TEST_DEVICES"
+
+
+def gpu_count(device: str) -> int:
+    stand_ins = os.environ.get(TEST_DEVICES_ENV, "").strip()
+    if stand_ins.isdigit():
+        return int(stand_ins)
+    if device != "cuda":
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def parse_devices(text: str | None, device: str) -> tuple[int, ...] | None:
+    """``--devices all|0,1,...`` -> the GPU indices rows run on, one row per GPU at a time; raises BadInput."""
+    if text is None:
+        return None
+    count = gpu_count(device)
+    if count == 0:
+        raise BadInput(f"--devices needs CUDA GPUs, and the run's device is {device} (leave --devices out)")
+    if text.strip() == "all":
+        return tuple(range(count))
+    indices = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit():
+            raise BadInput(f"--devices takes all or GPU indices like 0,1, not {text!r}")
+        if int(part) >= count:
+            raise BadInput(f"--devices {text}: GPU {part} does not exist (this machine has {count}: 0-{count - 1})")
+        indices.append(int(part))
+    if len(set(indices)) != len(indices):
+        raise BadInput(f"--devices {text} names a GPU twice")
+    return tuple(indices)
+
+
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
     sizes = []
     for part in text.split(","):
@@ -124,15 +173,15 @@ def parse_batch_sizes(text: str) -> tuple[int, ...]:
     return tuple(dict.fromkeys(sizes))
 
 
-def parse_options(pairs: Iterable[str]) -> dict[str, dict[str, str]]:
-    """``compile.mode=max-autotune`` -> ``{"compile": {"mode": "max-autotune"}}``."""
+def parse_options(pairs: Iterable[str], flag: str = "--backend-option", owner: str = "BACKEND") -> dict[str, dict[str, str]]:
+    """``compile.mode=max-autotune`` -> ``{"compile": {"mode": "max-autotune"}}`` (``--launcher-option`` alike)."""
     options: dict[str, dict[str, str]] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        backend, dot, name = key.partition(".")
-        if not sep or not dot or not backend or not name:
-            raise BadInput(f"--backend-option takes BACKEND.KEY=VALUE, not {pair!r}")
-        options.setdefault(canonical_name(backend), {})[name] = value
+        name, dot, option = key.partition(".")
+        if not sep or not dot or not name or not option:
+            raise BadInput(f"{flag} takes {owner}.KEY=VALUE, not {pair!r}")
+        options.setdefault(canonical_name(name), {})[option] = value
     return options
 
 
@@ -228,30 +277,31 @@ def execute(
     registry: PluginRegistry,
     jobs: list[Job],
     sinks: list[Sink] | None = None,
-    on_start: Callable[[int, int, Job], None] | None = None,
-    on_wait: Callable[[str, float], None] | None = None,
+    launcher: Launcher | None = None,
+    on_wait: OnWait | None = None,
 ) -> ResultsStore:
-    """Run the planned jobs (from :func:`plan`) in order, writing each row as soon as it exists.
+    """Run the planned jobs (from :func:`plan`) with ``launcher`` (default: ``local`` on the run's devices), writing
+    each row as soon as it exists.
 
-    ``on_wait(phase, elapsed_s)`` is called while a job's child process runs (see :func:`runner.run_isolated`).
-    SIGTERM stops like Ctrl-C.
+    Rows decided without running anything are written in their place; with one row at a time the others follow in
+    plan order, with ``--devices`` as they finish. ``on_wait(job, phase, elapsed_s)`` is called while a job's
+    child process runs (see :func:`runner.run_isolated`). SIGTERM stops like Ctrl-C.
     """
     check_writable(config.output_dir)
     environment = envinfo.collect(config.device)
     environment["plugins"] = [e.as_dict() for e in registry.entries.values()]
     store = ResultsStore(config.output_dir, new_run_id(), environment, config.as_dict())
     sinks = list(sinks or [])
+    launcher = launcher or LocalLauncher(Placement(config.device, config.gpu_indices))
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
+        to_run = _in_run([job for job in jobs if not job.decided], config, store, registry)
+        results = launcher.run(chains(to_run), store.work_dir, on_wait)
         exported: dict[tuple[str, str], dict[str, Any]] = {}  # artifacts that serve every batch size
-        for index, job in enumerate(jobs):
-            if on_start:
-                on_start(index, len(jobs), job)
-            shared = _shares_artifact(job, registry)
-            earlier = exported.get((job.backend, job.mode)) if shared else None
-            job = _in_run(job, config, store, export=job.export and earlier is None)
-            result = job.decided or run_isolated(job, store.work_dir, on_wait)
-            if shared and result.get("status") == "ok":
+        for planned in jobs:
+            job, result = (planned, planned.decided) if planned.decided else next(results)
+            if _shares_artifact(job, registry) and result.get("status") == "ok":
+                earlier = exported.get((job.backend, job.mode))
                 if earlier:  # the file written for an earlier batch size is this row's artifact too
                     result = {**result, **earlier}
                 elif result.get("artifact_path"):
@@ -275,13 +325,21 @@ def _shares_artifact(job: Job, registry: PluginRegistry) -> bool:
     return False
 
 
-def _in_run(job: Job, config: RunConfig, store: ResultsStore, export: bool) -> Job:
-    """The job with what is known once the run starts: the weights, the run's models, profile and work folders."""
-    profile_dir = None
-    if config.profile:
-        profile_dir = str(config.log_dir / "profiler" / f"{store.run_id}_{job.backend}_{job.mode}")
-    return job.replace(weights=config.weights, export=export, models_dir=str(store.models_dir.resolve()), profile_dir=profile_dir,
-                       cache_dir=str(store.work_dir.resolve()))
+def _in_run(jobs: list[Job], config: RunConfig, store: ResultsStore, registry: PluginRegistry) -> list[Job]:
+    """The jobs to run, with what is known once the run starts: the weights, the run's models, profile and work
+    folders. A recipe whose artifact serves every batch size exports it with its first batch size only (its chain's
+    first job: a launcher runs a chain in order); the others' rows point to that file."""
+    ready, seen = [], set()
+    for job in jobs:
+        profile_dir = None
+        if config.profile:
+            profile_dir = str(config.log_dir / "profiler" / f"{store.run_id}_{job.backend}_{job.mode}")
+        key = (job.backend, job.mode)
+        export = job.export and not (key in seen and _shares_artifact(job, registry))
+        seen.add(key)
+        ready.append(job.replace(weights=config.weights, export=export, models_dir=str(store.models_dir.resolve()),
+                                 profile_dir=profile_dir, cache_dir=str(store.work_dir.resolve())))  # fmt: skip
+    return ready
 
 
 def _row(job: Job, config: RunConfig, result: dict[str, Any]) -> dict[str, Any]:
@@ -303,4 +361,5 @@ def _row(job: Job, config: RunConfig, result: dict[str, Any]) -> dict[str, Any]:
         options=job.shown_options,
     )
     row.setdefault("precision", None)
+    row.setdefault("world_size", 1)  # processes that ran the row together (--nproc-per-node)
     return json_safe(row)

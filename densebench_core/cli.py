@@ -64,11 +64,17 @@ for _command in (report, compare, tensorboard):  # commands that live beside the
 @click.option("--backend-option", "backend_options", multiple=True, metavar="BACKEND.KEY=VALUE",
               help="A backend setting, e.g. compile.mode=max-autotune (repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights and inputs.")
+@click.option("--devices", default=None, metavar="all|0,1,...",
+              help="Run rows in parallel, one per GPU at a time (pinned with CUDA_VISIBLE_DEVICES).")
+@click.option("--launcher", default="local", show_default=True, metavar="local|NAME",
+              help="Where rows run: local (child processes of this one) or an installed launcher (ray).")
+@click.option("--launcher-option", "launcher_options", multiple=True, metavar="LAUNCHER.KEY=VALUE",
+              help="An option of the launcher, e.g. ray.address=auto (repeatable).")
 def run(all_backends, backends, device, mode, batch_sizes, image_size, weights, warmup, min_iters,
         min_time, max_time, ci_target, eval_images, timeout, phase_timeout, output_dir, log_dir, profile, export,
-        quick, backend_options, seed):
+        quick, backend_options, seed, devices, launcher, launcher_options):
     """Benchmark backends; each (backend, batch size) runs in its own process."""
-    from densebench_core import benchmark, model, progress
+    from densebench_core import benchmark, launchers, model, progress
     from densebench_core.plugins import build_registry
 
     if all_backends and backends:
@@ -95,11 +101,16 @@ def run(all_backends, backends, device, mode, batch_sizes, image_size, weights, 
         quick=quick,
         options=benchmark.parse_options(backend_options),
         seed=seed,
+        devices=devices,
+        launcher=launcher,
+        launcher_options=benchmark.parse_options(launcher_options, "--launcher-option", "LAUNCHER"),
     )
     config.resolve()
     registry = build_registry()
     config.warnings.extend(registry.warnings)
     jobs = benchmark.plan(config, registry)  # names are checked before anything is downloaded or written
+    runs_rows = launchers.make(config.launcher, config.launcher_options.get(config.launcher, {}),
+                               launchers.Placement(config.device, config.gpu_indices))  # fmt: skip
     config.weights = model.resolve_weights(weights)
     for warning in config.warnings:
         click.echo(f"densebench: warning: {warning}", err=True)
@@ -107,10 +118,9 @@ def run(all_backends, backends, device, mode, batch_sizes, image_size, weights, 
 
     reporter = progress.Progress()
     try:
-        store = benchmark.execute(
-            config, registry, jobs, sinks=[reporter, *sinks.default_sinks(config)], on_start=reporter.on_start,
-            on_wait=reporter.on_wait,
-        )
+        reporter.on_plan(len(jobs))
+        store = benchmark.execute(config, registry, jobs, sinks=[reporter, *sinks.default_sinks(config)],
+                                  launcher=runs_rows, on_wait=reporter.on_wait)  # fmt: skip
     except KeyboardInterrupt as exc:
         csv_path = config.output_dir / "benchmark_results.csv"
         click.echo(f"\ndensebench: interrupted ({str(exc) or 'Ctrl-C'}); completed rows are kept in {csv_path}",

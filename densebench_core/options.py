@@ -129,27 +129,29 @@ def as_option(declared: Any) -> Option:
     return Option(default=declared if kind is not str else _text(declared), type=kind)
 
 
-def resolve(backend: str, declared: dict[str, Option], given: dict[str, Any],
-            check: Callable[[dict[str, Any]], str | None] | None = None) -> dict[str, Any]:
-    """Every option of ``backend``, typed: the defaults overlaid with ``given``; raises OptionError.
+def resolve(owner: str, declared: dict[str, Option], given: dict[str, Any],
+            check: Callable[[dict[str, Any]], str | None] | None = None, *, kind: str = "backend",
+            flag: str = "--backend-option") -> dict[str, Any]:
+    """Every option of ``owner`` (a backend, or a launcher), typed: the defaults overlaid with ``given``; raises
+    OptionError naming ``flag``.
 
-    :param declared: ``BackendInfo.options``.
+    :param declared: ``BackendInfo.options`` (``LauncherInfo.options``).
     :param given: the values the user (or a preset) set, as text or typed.
-    :param check: ``BackendInfo.check_options``: a reason when the values do not go together.
+    :param check: ``check_options``: a reason when the values do not go together.
     """
     unknown = sorted(set(given) - set(declared))
     if unknown:
         known = ", ".join(sorted(declared)) or "none"
-        raise OptionError(f"backend {backend!r} has no option {unknown[0]!r}; its options: {known}")
+        raise OptionError(f"{kind} {owner!r} has no option {unknown[0]!r}; its options: {known}")
     values = {key: option.default for key, option in declared.items()}
     for key, raw in given.items():
         try:
             values[key] = declared[key].parse(raw)
         except OptionError as exc:
-            raise OptionError(f"--backend-option {backend}.{key} {exc}") from None
+            raise OptionError(f"{flag} {owner}.{key} {exc}") from None
     problem = check(values) if check else None
     if problem:
-        raise OptionError(f"--backend-option {backend}: {problem}")
+        raise OptionError(f"{flag} {owner}: {problem}")
     return values
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any
 
 import click
@@ -26,7 +27,7 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def describe(row: dict[str, Any]) -> str:
-    head = f"{row['backend']} {row['mode']} bs={row['batch_size']}: {row['status']}"
+    head = f"{label(row)}: {row['status']}"
     if row["status"] != "ok":
         return f"{head} ({row.get('reason') or 'no reason'})"
     parts = [
@@ -40,8 +41,15 @@ def describe(row: dict[str, Any]) -> str:
     return f"{head}  " + ", ".join(parts)
 
 
+def label(item) -> str:
+    """A row's name in the display: ``backend mode bs=N`` (for a job or a row)."""
+    get = item.get if isinstance(item, dict) else lambda key: getattr(item, key)
+    return f"{get('backend')} {get('mode')} bs={get('batch_size')}"
+
+
 class Progress:
-    """A sink that prints each finished row; on a terminal, above a bar that shows what the running row is doing."""
+    """A sink that prints each finished row; on a terminal, above a bar that shows what the running rows are doing
+    (one, or with ``--devices`` one per GPU)."""
 
     def __init__(self, stream=None) -> None:
         self.stream = stream or sys.stdout
@@ -49,32 +57,36 @@ class Progress:
         self.total = 0
         self.done = 0
         self.bar: tqdm | None = None
-        self.running = ""
+        self.running: dict[str, str] = {}  # label -> "label (elapsed): phase", in start order
+        self.lock = threading.Lock()  # launchers with several slots report from their threads
 
-    def on_start(self, index: int, total: int, item) -> None:
+    def on_plan(self, total: int) -> None:
         self.total = total
-        if not self.tty:
-            return
-        if self.bar is None:
+        if self.tty and self.bar is None:
             self.bar = tqdm(total=total, file=self.stream, bar_format=BAR_FORMAT, dynamic_ncols=True)
-        self.running = f"{item.backend} {item.mode} bs={item.batch_size}"
-        self.on_wait("starting", 0.0)
 
-    def on_wait(self, phase: str, elapsed: float) -> None:
-        """Called by the runner while the row runs: its phase and its own elapsed time."""
-        if self.bar is not None:
+    def on_wait(self, job, phase: str, elapsed: float) -> None:
+        """Called by the launcher while a row runs: its phase and its own elapsed time."""
+        if self.bar is None:
+            return
+        name = label(job)
+        with self.lock:
             # the row's time before its phase: a narrow terminal cuts the line's end
-            self.bar.set_description_str(f"{self.running} ({tqdm.format_interval(elapsed)}): {phase_words(phase)}")
+            self.running[name] = f"{name} ({tqdm.format_interval(elapsed)}): {phase_words(phase)}"
+            self.bar.set_description_str(" | ".join(self.running.values()))
 
     def on_row(self, row: dict[str, Any]) -> None:
-        self.done += 1
-        line = f"[{self.done}/{self.total}] {describe(row)}"
-        if self.bar is None:
-            click.echo(line, file=self.stream)
-            return
-        self.bar.set_description_str("done" if self.done == self.total else "", refresh=False)
-        self.bar.update(1)
-        self.bar.write(line, file=self.stream)  # above the bar, which tqdm then redraws as it now is
+        with self.lock:
+            self.done += 1
+            line = f"[{self.done}/{self.total}] {describe(row)}"
+            if self.bar is None:
+                click.echo(line, file=self.stream)
+                return
+            self.running.pop(label(row), None)
+            self.bar.set_description_str(" | ".join(self.running.values()) or ("done" if self.done == self.total
+                                                                             else ""), refresh=False)  # fmt: skip
+            self.bar.update(1)
+            self.bar.write(line, file=self.stream)  # above the bar, which tqdm then redraws as it now is
 
     def close(self) -> None:
         if self.bar is not None:

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -65,12 +66,18 @@ def _read_phase(phase_path: Path, last: str) -> str:
         return last
 
 
-def _wait(proc: subprocess.Popen, job: Job, phase_path: Path,
-          on_wait: Callable[[str, float], None] | None) -> int:
+class Cancelled(Exception):
+    """The launcher cancelled the run (Ctrl-C in the parent, seen by another thread): the child was killed."""
+
+
+def _wait(proc: subprocess.Popen, job: Job, phase_path: Path, on_wait: Callable[[str, float], None] | None,
+          cancel: threading.Event | None) -> int:
     """``proc.wait()`` in short polls within the job's time limits, telling ``on_wait(phase, elapsed s)``."""
     started = time.monotonic()
     phase, phase_started = "starting", started
     while True:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(job.slug)
         now = time.monotonic()
         if now - started >= job.timeout:
             raise _OutOfTime(phase, f"no result after {job.timeout:g} s (--timeout) while {phase}")
@@ -86,12 +93,15 @@ def _wait(proc: subprocess.Popen, job: Job, phase_path: Path,
                 on_wait(phase, time.monotonic() - started)
 
 
-def run_isolated(job: Job, work_dir: Path, on_wait: Callable[[str, float], None] | None = None) -> dict[str, Any]:
+def run_isolated(job: Job, work_dir: Path, on_wait: Callable[[str, float], None] | None = None,
+                 env: dict[str, str] | None = None, cancel: threading.Event | None = None) -> dict[str, Any]:
     """Run ``job`` in a child process; always returns a result dict with at least status and reason.
 
     ``on_wait(phase, elapsed_s)``, if given, is called about every :data:`POLL_S` seconds while the child runs,
     with the phase the worker last wrote (``"starting"`` before it wrote any). ``log`` in the result is the
-    worker's log file.
+    worker's log file. ``env``: variables to set for the child (a launcher pins its GPU with
+    ``CUDA_VISIBLE_DEVICES``). ``cancel``: once set, the child is killed and :class:`Cancelled` raised (a launcher
+    running rows in other threads, where Ctrl-C does not arrive).
     """
     work_dir.mkdir(parents=True, exist_ok=True)
     job_path = work_dir / f"{job.slug}.job.json"
@@ -101,7 +111,7 @@ def run_isolated(job: Job, work_dir: Path, on_wait: Callable[[str, float], None]
     for stale in (result_path, phase_path):
         stale.unlink(missing_ok=True)
     job_path.write_text(job.to_json())
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     started = time.monotonic()
     out_of_time = None
     with open(log_path, "wb") as log:
@@ -111,7 +121,7 @@ def run_isolated(job: Job, work_dir: Path, on_wait: Callable[[str, float], None]
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
         )  # fmt: skip
         try:
-            returncode = _wait(proc, job, phase_path, on_wait)
+            returncode = _wait(proc, job, phase_path, on_wait, cancel)
         except _OutOfTime as exc:
             _kill_group(proc, dump_stacks=True)
             out_of_time, returncode = exc, None

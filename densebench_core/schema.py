@@ -39,7 +39,8 @@ COLUMN_TYPES: dict[str, str] = {
     "artifact_path": TEXT, "artifact_mb": NUMBER, "iterations": NUMBER, "torch_version": TEXT, "device_name": TEXT,
     "timestamp": TEXT,
     "weights": TEXT, "options": TEXT, "notes": TEXT, "p50_ci_low_ms": NUMBER, "p50_ci_high_ms": NUMBER,
-    "eval_images": NUMBER, "rel_err": NUMBER, "accuracy_ok": FLAG,
+    "eval_images": NUMBER, "rel_err": NUMBER, "accuracy_ok": FLAG, "world_size": NUMBER, "host": TEXT,
+    "gpu_index": NUMBER,
 }  # fmt: skip
 COLUMNS = list(COLUMN_TYPES)
 NUMERIC_COLUMNS = tuple(c for c, kind in COLUMN_TYPES.items() if kind == NUMBER)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,32 @@ def with_apiplugins(apiplugins_path):
 def with_testplugins(testplugins_path):
     """Environment for a child process in which the test plugins are installed."""
     return _on_pythonpath(testplugins_path)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def start_hanging_run(tmp_path, testplugins_path, *backends, extra=(), env=None):
+    """``densebench run`` of ``backends`` ending with the hanging test backend, once that backend's worker hangs:
+    (the densebench process, the hanging worker's pid). ``extra``: more arguments; ``env``: more variables."""
+    pidfile = tmp_path / "hang.pid"
+    env = {**os.environ, "PYTHONPATH": str(testplugins_path), "DENSEBENCH_PLUGINS": "hang_test",
+           "DENSEBENCH_TEST_PIDFILE": str(pidfile), **(env or {})}
+    args = [a for backend in (*backends, "hang_test") for a in ("--backend", backend)]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from densebench_core.cli import main; main()", "run", *args, *TINY, *extra,
+         "--timeout", "600", "--output-dir", str(tmp_path / "r"), "--log-dir", str(tmp_path / "l")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # as from a terminal: Ctrl-C's signal handled (a shell's background job would inherit it ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not pidfile.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert pidfile.exists(), "the hanging backend never started"
+    return proc, int(pidfile.read_text().split()[0])

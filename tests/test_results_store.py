@@ -2,13 +2,11 @@
 
 import csv
 import json
-import os
 import signal
-import subprocess
-import sys
+import socket
 import time
 
-from conftest import TINY
+from conftest import TINY, pid_alive, start_hanging_run
 
 from densebench_core.schema import COLUMNS
 from densebench_core.testing import read_rows, run_densebench
@@ -34,11 +32,12 @@ def test_csv_has_the_contract_columns_in_order_and_typed_values(tmp_path):
     with open(tmp_path / "r" / "benchmark_results.csv", newline="") as handle:
         header = next(csv.reader(handle))
     assert header == COLUMNS == CONTRACT_COLUMNS[: len(header)]  # a prefix of the contract's list, in its order
-    assert header[-5:] == ["p50_ci_low_ms", "p50_ci_high_ms", "eval_images", "rel_err", "accuracy_ok"]
+    assert header[-3:] == ["world_size", "host", "gpu_index"]
     rows = read_rows(tmp_path / "r" / "benchmark_results.csv")
     assert [int(r["batch_size"]) for r in rows] == [1, 2]
     for row in rows:
         assert row["status"] == "ok" and row["mode"] == "inference" and row["device"] == "cpu"
+        assert row["world_size"] == "1" and row["host"] == socket.gethostname() and row["gpu_index"] == ""
         p50, p90, p99 = (float(row[f"latency_p{q}_ms"]) for q in (50, 90, 99))
         assert 0 < p50 <= p90 <= p99
         assert float(row["p50_ci_low_ms"]) <= p50 <= float(row["p50_ci_high_ms"])
@@ -64,35 +63,6 @@ def test_second_run_keeps_the_first(tmp_path):
     assert kept == first
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def start_hanging_run(tmp_path, testplugins_path, *backends):
-    """``densebench run`` of ``backends`` ending with the hanging test backend, once that backend's worker hangs:
-    (the densebench process, the hanging worker's pid)."""
-    pidfile = tmp_path / "hang.pid"
-    env = {**os.environ, "PYTHONPATH": str(testplugins_path), "DENSEBENCH_PLUGINS": "hang_test",
-           "DENSEBENCH_TEST_PIDFILE": str(pidfile)}
-    args = [a for backend in (*backends, "hang_test") for a in ("--backend", backend)]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from densebench_core.cli import main; main()", "run", *args, *TINY,
-         "--timeout", "600", "--output-dir", str(tmp_path / "r"), "--log-dir", str(tmp_path / "l")],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        # as from a terminal: Ctrl-C's signal handled (a shell's background job would inherit it ignored)
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while not pidfile.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert pidfile.exists(), "the hanging backend never started"
-    return proc, int(pidfile.read_text().split()[0])
-
-
 def test_sigterm_mid_run_keeps_completed_rows_and_kills_the_child(tmp_path, testplugins_path):
     proc, child = start_hanging_run(tmp_path, testplugins_path, "baseline")
     proc.send_signal(signal.SIGTERM)
@@ -103,7 +73,7 @@ def test_sigterm_mid_run_keeps_completed_rows_and_kills_the_child(tmp_path, test
     rows = read_rows(tmp_path / "r" / "benchmark_results.csv")
     assert [(r["backend"], r["status"]) for r in rows] == [("baseline", "ok")]
     time.sleep(0.5)
-    assert not _pid_alive(child), "the hanging child outlived the interrupted run"
+    assert not pid_alive(child), "the hanging child outlived the interrupted run"
 
 
 def test_ctrl_c_says_so_instead_of_empty_parentheses(tmp_path, testplugins_path):
