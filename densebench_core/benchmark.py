@@ -66,6 +66,7 @@ class RunConfig:
     #: ``--devices`` as given (``all`` or ``0,1,...``); resolved into ``gpu_indices``
     devices: str | None = None
     gpu_indices: tuple[int, ...] | None = None
+    nproc_per_node: int = 1
     launcher: str = "local"
     launcher_options: dict[str, dict[str, str]] = field(default_factory=dict)
     #: what planning found worth a word without stopping the run (printed by the CLI)
@@ -91,6 +92,7 @@ class RunConfig:
             if not (value > low if strict else value >= low):
                 raise BadInput(f"{flag} must be {'>' if strict else '>='} {low:g}, not {value:g}")
         self.gpu_indices = parse_devices(self.devices, self.device)
+        self._check_nproc()
         for name in self.launcher_options:
             if name != self.launcher:
                 given = ", ".join(f"{name}.{key}" for key in self.launcher_options[name])
@@ -99,6 +101,20 @@ class RunConfig:
             self.max_time = MAX_TIME_FACTOR * self.min_time
         elif self.max_time < self.min_time:
             raise BadInput(f"--max-time ({self.max_time:g} s) must be at least --min-time ({self.min_time:g} s)")
+
+    def _check_nproc(self) -> None:
+        n = self.nproc_per_node
+        if n < 1:
+            raise BadInput(f"--nproc-per-node must be at least 1, not {n}")
+        if n == 1:
+            return
+        if self.modes != ["training"]:
+            raise BadInput("--nproc-per-node runs data-parallel training: use it with --mode training")
+        if self.gpu_indices is not None:
+            raise BadInput("--nproc-per-node and --devices do not go together yet: the row's processes take GPUs "
+                           "0..N-1 of those visible (CUDA_VISIBLE_DEVICES)")
+        if self.device == "cuda" and gpu_count("cuda") < n:
+            raise BadInput(f"--nproc-per-node {n} needs {n} GPUs; this machine has {gpu_count('cuda')}")
 
     @property
     def modes(self) -> list[str]:
@@ -225,7 +241,7 @@ def plan(config: RunConfig, registry: PluginRegistry) -> list[Job]:
                     min_iters=config.min_iters, min_time=config.min_time, max_time=config.max_time,
                     ci_target=config.ci_target / 100.0, eval_images=config.eval_images, timeout=config.timeout,
                     phase_timeout=config.phase_timeout, seed=config.seed, options=resolved, shown_options=shown,
-                    export=config.export and mode == "inference", decided=row_decided,
+                    export=config.export and mode == "inference", decided=row_decided, nproc=config.nproc_per_node,
                 ))  # fmt: skip
     jobs.sort(key=lambda job: config.modes.index(job.mode))  # modes in the order asked, as before
     return jobs

@@ -66,13 +66,15 @@ for _command in (report, compare, tensorboard):  # commands that live beside the
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights and inputs.")
 @click.option("--devices", default=None, metavar="all|0,1,...",
               help="Run rows in parallel, one per GPU at a time (pinned with CUDA_VISIBLE_DEVICES).")
+@click.option("--nproc-per-node", type=int, default=1, show_default=True, metavar="N",
+              help="Training: run each row as N data-parallel processes (torchrun, one GPU each).")
 @click.option("--launcher", default="local", show_default=True, metavar="local|NAME",
               help="Where rows run: local (child processes of this one) or an installed launcher (ray).")
 @click.option("--launcher-option", "launcher_options", multiple=True, metavar="LAUNCHER.KEY=VALUE",
               help="An option of the launcher, e.g. ray.address=auto (repeatable).")
 def run(all_backends, backends, device, mode, batch_sizes, image_size, weights, warmup, min_iters,
         min_time, max_time, ci_target, eval_images, timeout, phase_timeout, output_dir, log_dir, profile, export,
-        quick, backend_options, seed, devices, launcher, launcher_options):
+        quick, backend_options, seed, devices, nproc_per_node, launcher, launcher_options):
     """Benchmark backends; each (backend, batch size) runs in its own process."""
     from densebench_core import benchmark, launchers, model, progress
     from densebench_core.plugins import build_registry
@@ -102,6 +104,7 @@ def run(all_backends, backends, device, mode, batch_sizes, image_size, weights, 
         options=benchmark.parse_options(backend_options),
         seed=seed,
         devices=devices,
+        nproc_per_node=nproc_per_node,
         launcher=launcher,
         launcher_options=benchmark.parse_options(launcher_options, "--launcher-option", "LAUNCHER"),
     )

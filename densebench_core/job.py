@@ -49,6 +49,8 @@ class Job:
     #: where workers of one run share what they compute once (the stand-in weights)
     cache_dir: str | None = None
     decided: dict[str, Any] | None = None
+    #: processes that run the row together (``--nproc-per-node``; training, data-parallel)
+    nproc: int = 1
 
     @property
     def slug(self) -> str:

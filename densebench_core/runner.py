@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from densebench_core import distributed
 from densebench_core.job import Job
 from densebench_core.worker import AFTER_MEASUREMENT, ARTIFACT_KEYS
 
@@ -116,8 +117,11 @@ def run_isolated(job: Job, work_dir: Path, on_wait: Callable[[str, float], None]
     out_of_time = None
     with open(log_path, "wb") as log:
         # a session of its own: Ctrl-C at the terminal reaches only the parent, which then kills the group
+        command = [sys.executable, "-m", "densebench_core.worker", str(job_path), str(result_path)]
+        if job.nproc > 1:
+            command = distributed.command(str(job_path), str(result_path), job.nproc)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "densebench_core.worker", str(job_path), str(result_path)],
+            command,
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
         )  # fmt: skip
         try:

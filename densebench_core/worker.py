@@ -30,9 +30,10 @@ from typing import Any, Callable
 
 from densebench_core import accuracy, hook_checks
 from densebench_core.context import RunContext
+from densebench_core.distributed import Ranks
 from densebench_core.job import Job
 from densebench_core.machine_load import Window, loadavg
-from densebench_core.measure import launch_time_ms, measure_latency
+from densebench_core.measure import MAX_ITERATIONS, launch_time_ms, measure_latency
 from densebench_core.model import NUM_CLASSES, build_model, make_inputs, make_targets
 from densebench_core.plugins import PluginRegistry, build_registry, missing_requirements
 from densebench_core.significance import HOST_BOUND_SHARE
@@ -80,14 +81,16 @@ def _peak_memory_mb(ctx) -> float:
 class Worker:
     """One job's measurement; ``publish`` writes what is known so far where the parent reads it."""
 
-    def __init__(self, job: Job, set_phase: Callable[[str], None], publish: Callable[[dict], None]) -> None:
+    def __init__(self, job: Job, set_phase: Callable[[str], None], publish: Callable[[dict], None],
+                 ranks: Ranks | None = None) -> None:
         import torch
 
-        self.job, self.set_phase, self.publish = job, set_phase, publish
+        self.job, self.set_phase, self.publish, self.ranks = job, set_phase, publish, ranks
         self.registry: PluginRegistry | None = None
-        self.ctx = RunContext(job=job, device=torch.device(job.device))
+        device = ranks.start(torch.device(job.device).type) if ranks else torch.device(job.device)
+        self.ctx = RunContext(job=job, device=device)
         self.result: dict[str, Any] = {"status": "ok", "reason": "", "notes": self.ctx.notes,
-                                       "precision": self.ctx.precision}
+                                       "precision": self.ctx.precision, "world_size": ranks.world_size if ranks else 1}
 
     # -- the phases, in order --------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -109,6 +112,10 @@ class Worker:
             if before is not None and not _parameters_changed(before, model):
                 self.fail("the training step left every weight unchanged: no optimizer update happened in warm-up "
                           "and measurement")
+            if self.ranks:  # the other ranks would wait in an all-reduce for steps the profiler alone runs
+                if self.job.profile_dir:
+                    self.ctx.notes.append("not profiled: a distributed row")
+                return self.result
             for phase, run in (("checking accuracy", lambda: self.check_accuracy(checked_step, reference,
                                                                                  eval_batches)),
                                ("exporting", lambda: self.export(model, inputs)),
@@ -160,9 +167,16 @@ class Worker:
         inputs = self.prepare_inputs(inputs)
         made_by = ("the core", "default model")
         for name in members:
+            if self.ranks and not _is_ddp(model) and self.registry.entries[name].info.stage == "compiler":
+                model = self.ranks.wrap(model, ctx.device)  # compiled as a DDP model (DDPOptimizer)
             found, new_model = self.registry.call(name, "prepare_model", model=model, example_inputs=inputs, ctx=ctx)
             if found:
                 model, made_by = hook_checks.model(name, new_model), (name, "prepare_model")
+        if self.ranks and not _is_ddp(model):
+            model = self.ranks.wrap(model, ctx.device)
+        if self.ranks:
+            ctx.notes.append(f"DistributedDataParallel over {self.ranks.world_size} processes "
+                             f"({'NCCL' if ctx.is_cuda else 'gloo'}), wrapped before the compiler stage")
         if ctx.training:
             ctx.optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
         implemented = self.registry.last_impl(members, "run_step")
@@ -206,11 +220,15 @@ class Worker:
         job, ctx = self.job, self.ctx
         load = {"cpu_count": os.cpu_count(), "loadavg_before": loadavg()}
         window = Window.start()
-        latencies = measure_latency(step, cuda_device=ctx.device if ctx.is_cuda else None,
-                                    min_iters=job.min_iters, min_time_s=job.min_time, max_time_s=job.max_time,
-                                    target_rel_ci=job.ci_target)  # fmt: skip
+        if self.ranks:  # every rank runs the same number of steps (see densebench_core.distributed)
+            fixed = self.ranks.agree_iterations(step, ctx.synchronize, job.min_iters, job.min_time, MAX_ITERATIONS)
+            bounds = {"min_iters": fixed, "min_time_s": 0.0, "max_iters": fixed}
+        else:
+            bounds = {"min_iters": job.min_iters, "min_time_s": job.min_time, "max_time_s": job.max_time,
+                      "target_rel_ci": job.ci_target}  # fmt: skip
+        latencies = measure_latency(step, cuda_device=ctx.device if ctx.is_cuda else None, **bounds)
         load.update(loadavg_after=loadavg(), other_cpu_cores=window.other_cores())
-        stats = summarize(latencies, job.batch_size)
+        stats = summarize(latencies, job.batch_size * (self.ranks.world_size if self.ranks else 1))
         self.result.update(
             load=load, peak_mem_mb=_peak_memory_mb(ctx), latency_p50_ms=stats.p50_ms, latency_p90_ms=stats.p90_ms,
             latency_p99_ms=stats.p99_ms, latency_mean_ms=stats.mean_ms, latency_std_ms=stats.std_ms,
@@ -301,6 +319,12 @@ def _parameters_changed(before: list, model) -> bool:
     return not before or any(not torch.equal(a, b.detach().cpu()) for a, b in zip(before, after))
 
 
+def _is_ddp(model) -> bool:
+    from torch.nn.parallel import DistributedDataParallel
+
+    return isinstance(model, DistributedDataParallel)
+
+
 def _first_line(exc: BaseException) -> str:
     """The first line of the exception's message, at most 300 characters."""
     return (str(exc).strip().splitlines() or [""])[0][:300]
@@ -322,6 +346,9 @@ def main(argv: list[str]) -> int:
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # the parent asks for them before a timeout kill
     job_path, result_path = Path(argv[0]), Path(argv[1])
     job = Job.from_json(job_path.read_text())
+    ranks = Ranks.from_env()
+    if ranks and not ranks.leader:  # rank 0 speaks for the row; the others write beside it, unread
+        result_path = result_path.with_name(f"{result_path.stem}.rank{ranks.rank}{result_path.suffix}")
     phase_file = result_path.with_suffix(".phase")
     phase = ["starting"]
 
@@ -336,7 +363,11 @@ def main(argv: list[str]) -> int:
 
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
     try:
-        result = Worker(job, set_phase, publish).run()
+        result = Worker(job, set_phase, publish, ranks).run()
+        if ranks:
+            ranks.stop()
+            result["notes"].append(f"{ranks.world_size} processes (torchrun), batch {job.batch_size} each: "
+                                   "throughput_ips is the global figure")
     except Skip as exc:
         result = {"status": "skipped", "reason": str(exc)}
     except Exception as exc:
