@@ -310,9 +310,9 @@ def execute(
     sinks = list(sinks or [])
     launcher = launcher or LocalLauncher(Placement(config.device, config.gpu_indices))
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    to_run = _in_run([job for job in jobs if not job.decided], config, store, registry)
+    results = iter(launcher.run(chains(to_run), store.work_dir, on_wait))
     try:
-        to_run = _in_run([job for job in jobs if not job.decided], config, store, registry)
-        results = launcher.run(chains(to_run), store.work_dir, on_wait)
         exported: dict[tuple[str, str], dict[str, Any]] = {}  # artifacts that serve every batch size
         for planned in jobs:
             job, result = (planned, planned.decided) if planned.decided else next(results)
@@ -326,6 +326,7 @@ def execute(
             for sink in sinks:
                 sink.on_row(row)
     finally:
+        getattr(results, "close", lambda: None)()  # a generator cancels what is still outstanding (nothing, after the last row)
         signal.signal(signal.SIGTERM, previous)
         for sink in sinks:
             sink.close()
