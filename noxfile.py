@@ -105,6 +105,15 @@ def all(session):
     session.run(*PYTEST, "tests_all", *session.posargs)
 
 
+@nox.session(venv_params=VENV)
+def ray(session):
+    """The ray launcher (plugins/densebench_ray) with the core: rows on a real local Ray instance and a cluster
+    started apart, on the CPU. A launcher, not a backend: not in PLUGINS (check_plugin_listing lists backends)."""
+    install_core(session)
+    session.install(*INSTALL, "-e", plugin_dir("ray"))
+    session.run(*PYTEST, f"{plugin_dir('ray')}/tests", *session.posargs)
+
+
 @nox.session(python=False)
 def lint(session):
     """ruff on the Python code; hadolint, shellcheck and compose validation on the Docker setup."""

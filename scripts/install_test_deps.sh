@@ -4,6 +4,7 @@
 # Usage: bash scripts/install_test_deps.sh [PYTHON]     (default: $PYTHON, else python3)
 # `.ci/run` passes the python of its own virtualenv, .ci/.deps, so nothing goes into the caller's Python.
 # DENSEBENCH_NO_APT=1: no system-wide Chromium install (the screenshot test then skips).
+# ray is for the ray launcher's session (plugins/densebench_ray): a local Ray instance on the CPU, about 79 MB.
 set -euo pipefail
 PY=${1:-${PYTHON:-python3}}
 target=$("$PY" -c 'import sys; print(sys.prefix)')
@@ -30,7 +31,8 @@ echo "install_test_deps: third-party packages into $target (pip of $PY)"
   "torch==2.14.1" "torchvision==0.29.1" \
   "pluggy>=1.3" "click>=8.1" "pandas>=2.0" "tensorboard>=2.14" "matplotlib>=3.7" numpy "scipy>=1.10" "tqdm>=4.60" \
   "setuptools>=70" wheel "pytest>=7" "nox>=2024.3" ruff \
-  torch-tb-profiler
+  torch-tb-profiler \
+  "ray==2.60.0"
 if [ "$apt_chromium" = yes ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
     || echo "install_test_deps: chromium could not be installed; the screenshot test will be skipped"
