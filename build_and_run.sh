@@ -5,7 +5,7 @@ set -euo pipefail
 
 PROG=build_and_run.sh
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-PLUGINS=(amp compile fused jit trt)
+PLUGINS=(amp aoti compile fused jit trt)
 
 usage() {
   cat <<'EOF'

@@ -26,7 +26,7 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = False
 
-PLUGINS = ["amp", "compile", "fused", "jit", "trt"]
+PLUGINS = ["amp", "aoti", "compile", "fused", "jit", "trt"]
 INSTALL = ["--no-build-isolation"]
 PYTEST = ["python", "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs"]
 DEPS_VENV = Path(os.environ.get("DENSEBENCH_TEST_DEPS") or Path(__file__).resolve().parent / ".ci" / ".deps")

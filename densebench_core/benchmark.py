@@ -66,7 +66,8 @@ class RunConfig:
     #: ``--devices`` as given (``all`` or ``0,1,...``); resolved into ``gpu_indices``
     devices: str | None = None
     gpu_indices: tuple[int, ...] | None = None
-    nproc_per_node: int = 1
+    #: ``--nproc-per-node``: one count, or several (``1,2``: each training row at every count, for scaling)
+    nproc_per_node: int | str | tuple[int, ...] = 1
     launcher: str = "local"
     launcher_options: dict[str, dict[str, str]] = field(default_factory=dict)
     #: what planning found worth a word without stopping the run (printed by the CLI)
@@ -103,9 +104,8 @@ class RunConfig:
             raise BadInput(f"--max-time ({self.max_time:g} s) must be at least --min-time ({self.min_time:g} s)")
 
     def _check_nproc(self) -> None:
-        n = self.nproc_per_node
-        if n < 1:
-            raise BadInput(f"--nproc-per-node must be at least 1, not {n}")
+        self.nproc_per_node = _counts(self.nproc_per_node)
+        n = max(self.nproc_per_node)
         if n == 1:
             return
         if self.modes != ["training"]:
@@ -140,6 +140,18 @@ def resolve_device(requested: str) -> str:
 #: test seam, documented in docs/scaling.md: this many stand-in GPUs for ``--devices`` on a machine without one;
 #: the rows then run on the CPU, pinned as they would be (CI has no GPU, let alone two)
 TEST_DEVICES_ENV = "DENSEBENCH_TEST_DEVICES"
+
+
+def _counts(value: int | str | tuple[int, ...]) -> tuple[int, ...]:
+    """``--nproc-per-node``: ``2``, ``"1,2"`` or ``(1, 2)`` as a tuple of distinct counts, each at least 1."""
+    items = value.split(",") if isinstance(value, str) else value if isinstance(value, (tuple, list)) else [value]
+    try:
+        counts = tuple(dict.fromkeys(int(str(item).strip()) for item in items if str(item).strip()))
+    except ValueError:
+        raise BadInput(f"--nproc-per-node takes whole numbers separated by commas, not {value}") from None
+    if not counts or min(counts) < 1:
+        raise BadInput(f"--nproc-per-node must be at least 1, not {value}")
+    return counts
 
 
 def gpu_count(device: str) -> int:
@@ -234,14 +246,14 @@ def plan(config: RunConfig, registry: PluginRegistry) -> list[Job]:
         shown = {m: {k: resolved[m][k] for k in values} for m, values in given.items() if values and m in resolved}
         for mode in config.modes:
             row_decided = decided or _decide_without_running(members, registry, config.device, mode)
-            for batch_size in config.batch_sizes:
+            for batch_size, nproc in ((b, n) for b in config.batch_sizes for n in config.nproc_per_node):
                 jobs.append(Job(
                     backend=name, members=members, mode=mode, batch_size=batch_size, device=config.device,
                     image_size=config.image_size, warmup=config.warmup,
                     min_iters=config.min_iters, min_time=config.min_time, max_time=config.max_time,
                     ci_target=config.ci_target / 100.0, eval_images=config.eval_images, timeout=config.timeout,
                     phase_timeout=config.phase_timeout, seed=config.seed, options=resolved, shown_options=shown,
-                    export=config.export and mode == "inference", decided=row_decided, nproc=config.nproc_per_node,
+                    export=config.export and mode == "inference", decided=row_decided, nproc=nproc,
                 ))  # fmt: skip
     jobs.sort(key=lambda job: config.modes.index(job.mode))  # modes in the order asked, as before
     return jobs
@@ -288,6 +300,12 @@ def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
+def _compiles(job: Job, registry: PluginRegistry) -> bool:
+    """Whether a row has a compiler-stage member: those rows take longest (an inductor row about a minute)."""
+    entries = [registry.entries.get(name) for name in job.members]
+    return any(e is not None and e.info is not None and e.info.stage == "compiler" for e in entries)
+
+
 def execute(
     config: RunConfig,
     registry: PluginRegistry,
@@ -311,7 +329,9 @@ def execute(
     launcher = launcher or LocalLauncher(Placement(config.device, config.gpu_indices))
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     to_run = _in_run([job for job in jobs if not job.decided], config, store, registry)
-    results = iter(launcher.run(chains(to_run), store.work_dir, on_wait))
+    side_by_side = len(config.gpu_indices or ()) > 1 or config.launcher != "local"
+    slow = (lambda job: _compiles(job, registry)) if side_by_side else None
+    results = iter(launcher.run(chains(to_run, slow), store.work_dir, on_wait))
     try:
         exported: dict[tuple[str, str], dict[str, Any]] = {}  # artifacts that serve every batch size
         for planned in jobs:
@@ -378,5 +398,5 @@ def _row(job: Job, config: RunConfig, result: dict[str, Any]) -> dict[str, Any]:
         options=job.shown_options,
     )
     row.setdefault("precision", None)
-    row.setdefault("world_size", 1)  # processes that ran the row together (--nproc-per-node)
+    row.setdefault("world_size", job.nproc)  # processes that ran the row together (--nproc-per-node)
     return json_safe(row)

@@ -52,7 +52,8 @@ for _command in (report, compare, tensorboard):  # commands that live beside the
 @click.option("--timeout", type=float, default=None,
               help="Seconds per (backend, batch size) child process (default 900; --quick 600 on CPU, 300 on CUDA).")
 @click.option("--phase-timeout", type=float, default=None,
-              help="Seconds for each phase after the measurement: accuracy check, export, profile (default 300; "
+              help="Seconds for each phase after the measurement: accuracy check, export, cold start, profile "
+                   "(default 300; "
                    "--quick 120). A phase out of time costs only itself: the row keeps its measurement.")
 @click.option("--output-dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
 @click.option("--log-dir", type=click.Path(path_type=Path), default=Path("logs/tensorboard"), show_default=True)
@@ -66,8 +67,9 @@ for _command in (report, compare, tensorboard):  # commands that live beside the
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights and inputs.")
 @click.option("--devices", default=None, metavar="all|0,1,...",
               help="Run rows in parallel, one per GPU at a time (pinned with CUDA_VISIBLE_DEVICES).")
-@click.option("--nproc-per-node", type=int, default=1, show_default=True, metavar="N",
-              help="Training: run each row as N data-parallel processes (torchrun, one GPU each).")
+@click.option("--nproc-per-node", default="1", show_default=True, metavar="N[,N...]",
+              help="Training: run each row as N data-parallel processes (torchrun, one GPU each); 1,2 runs each "
+                   "row at both counts, and the report shows the scaling efficiency.")
 @click.option("--launcher", default="local", show_default=True, metavar="local|NAME",
               help="Where rows run: local (child processes of this one) or an installed launcher (ray).")
 @click.option("--launcher-option", "launcher_options", multiple=True, metavar="LAUNCHER.KEY=VALUE",

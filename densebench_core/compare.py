@@ -32,7 +32,8 @@ from densebench_core.schema import BROKEN, CSV_NAME, KEY_COLUMNS, load_csv_and_j
 
 DEFAULT_FLOOR_PCT = round(100 * significance.COMPARE_FLOOR, 6)  # percent, as --floor takes it
 #: compare cannot judge a file without these
-REQUIRED = (*KEY_COLUMNS, "status", "throughput_ips", "latency_p50_ms")
+REQUIRED = (*(c for c in KEY_COLUMNS if c not in ("world_size", "device_name")), "status", "throughput_ips",
+            "latency_p50_ms")
 
 REGRESSION, IMPROVEMENT, UNCHANGED = "REGRESSION", "improved", "unchanged"
 
@@ -54,6 +55,8 @@ class CompareRow:
     batch_size: int
     image_size: int | None
     device: str
+    world_size: int
+    device_name: str
     base_throughput: float
     new_throughput: float
     base_p50_ms: float
@@ -82,7 +85,8 @@ class CompareRow:
 
     @property
     def key(self) -> tuple:
-        return (self.backend, self.mode, self.batch_size, self.image_size, self.device)
+        return (self.backend, self.mode, self.batch_size, self.image_size, self.device, self.world_size,
+                self.device_name)
 
 
 @dataclass
@@ -167,7 +171,8 @@ def compare_results(base_csv: Path | str, new_csv: Path | str,
     result.only_in_new = [k for k, n in new.items() if k not in base and n["status"] == "ok"]
     if not result.rows and not result.broken:
         raise BadInput(
-            f"nothing to compare: {base_csv} and {new_csv} have no (backend, mode, batch_size, image_size, device) "
+            f"nothing to compare: {base_csv} and {new_csv} have no (backend, mode, batch_size, image_size, device, "
+            "world_size, device_name) "
             "measured ok in both"
         )
     return result
@@ -185,8 +190,9 @@ def _pct(value: float) -> str:
 
 
 def _key_text(key: tuple) -> str:
-    backend, mode, batch, image, device = key
-    return f"{backend} {mode} bs{batch}" + (f" {image}px" if image is not None else "") + f" {device}".rstrip()
+    backend, mode, batch, image, device, world_size, _ = key
+    return (f"{backend} {mode} bs{batch}" + (f" {image}px" if image is not None else "") + f" {device}".rstrip()
+            + (f" x{world_size} processes" if world_size > 1 else ""))
 
 
 def format_table(result: CompareResult) -> str:
@@ -222,13 +228,17 @@ def format_table(result: CompareResult) -> str:
 def _matched_table(result: CompareResult) -> list[str]:
     show_image = len({r.image_size for r in result.rows}) > 1
     show_device = len({r.device for r in result.rows}) > 1
+    show_procs = len({r.world_size for r in result.rows}) > 1
     headers = ["backend", "mode", "batch"] + (["image"] if show_image else []) + (["device"] if show_device else [])
+    headers += ["procs"] if show_procs else []
     headers += ["p50 base ms", "p50 new ms", "p50 Δ", "new/base speed", "thr base", "thr new", "mem Δ", "verdict"]
     lines = []
-    for r in sorted(result.rows, key=lambda r: (r.mode, r.backend, r.batch_size, str(r.image_size), r.device)):
+    for r in sorted(result.rows, key=lambda r: (r.mode, r.backend, r.batch_size, str(r.image_size), r.device,
+                                                r.world_size)):
         cells = [r.backend, r.mode, str(r.batch_size)]
         cells += ([str(r.image_size) if r.image_size is not None else "-"] if show_image else [])
         cells += ([r.device] if show_device else [])
+        cells += ([str(r.world_size)] if show_procs else [])
         cells += [_num(r.base_p50_ms), _num(r.new_p50_ms), _pct(r.p50_change_pct), r.comparison.interval_text(),
                   _num(r.base_throughput), _num(r.new_throughput), _pct(r.mem_change_pct), r.verdict]  # fmt: skip
         lines.append(cells)

@@ -141,3 +141,21 @@ def export(model, example_inputs, ctx, directory):
         was written. Any other value, or a path outside ``directory``, is a failed export: a note on the row,
         whose measurement stands.
     """
+
+
+@hookspec(firstresult=True)
+def load_artifact(path, ctx):
+    """Load the artifact this backend's ``export`` wrote, the way a deployment would: the cold start.
+
+    Called in a fresh interpreter after the row's measurement (the ``cold start`` phase), only for the member
+    whose ``export`` wrote the artifact. The core times this call plus the first answer on the first evaluation
+    batch as ``cold_start_s``, then checks every evaluation batch's output against the fp32 reference: the
+    loaded artifact must be what was measured. Nothing of the row is prepared in that process: no
+    ``prepare_model`` ran there, only the recipe's ``prepare_inputs``.
+
+    :param path: a ``pathlib.Path``, the artifact ``export`` returned.
+    :param ctx: a run context for the row (device, precision, options), as in the measuring process.
+    :return: a callable taking the prepared input batch and returning the logits, on ``ctx.device``.
+        An exception (a truncated or corrupt file) fails the cold-start phase with its message; the row's
+        measurement stands.
+    """

@@ -54,7 +54,8 @@ class Job:
 
     @property
     def slug(self) -> str:
-        return f"{self.backend}_{self.mode}_bs{self.batch_size}".replace("+", "-")
+        procs = f"_np{self.nproc}" if self.nproc > 1 else ""
+        return f"{self.backend}_{self.mode}_bs{self.batch_size}{procs}".replace("+", "-")
 
     @property
     def training(self) -> bool:

@@ -120,9 +120,17 @@ def make(name: str, given: dict[str, str], placement: Placement) -> Launcher:
     return manager.hook.make_launcher(options=values, placement=placement)
 
 
-def chains(jobs: list[Job]) -> list[list[Job]]:
-    """``jobs`` grouped by (row name, mode), in the order each group first appears."""
+def chains(jobs: list[Job], slow: Callable[[Job], bool] | None = None) -> list[list[Job]]:
+    """``jobs`` grouped by (row name, mode), in the order each group first appears.
+
+    With ``slow``, the chains holding slow rows come first (then the others, each group in that order): with rows
+    run side by side, the longest chains start first and the short ones fill the slots around them (the longest-
+    processing-time-first rule), instead of a long chain started last keeping one slot busy alone at the end.
+    """
     grouped: dict[tuple[str, str], list[Job]] = {}
     for job in jobs:
         grouped.setdefault((job.backend, job.mode), []).append(job)
-    return list(grouped.values())
+    ordered = list(grouped.values())
+    if slow is not None:
+        ordered.sort(key=lambda chain: -sum(map(slow, chain)))  # stable: plan order within each weight
+    return ordered

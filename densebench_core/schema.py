@@ -40,7 +40,7 @@ COLUMN_TYPES: dict[str, str] = {
     "timestamp": TEXT,
     "weights": TEXT, "options": TEXT, "notes": TEXT, "p50_ci_low_ms": NUMBER, "p50_ci_high_ms": NUMBER,
     "eval_images": NUMBER, "rel_err": NUMBER, "accuracy_ok": FLAG, "world_size": NUMBER, "host": TEXT,
-    "gpu_index": NUMBER,
+    "gpu_index": NUMBER, "cold_start_s": NUMBER,
 }  # fmt: skip
 COLUMNS = list(COLUMN_TYPES)
 NUMERIC_COLUMNS = tuple(c for c, kind in COLUMN_TYPES.items() if kind == NUMBER)
@@ -50,8 +50,10 @@ TEXT_COLUMNS = tuple(c for c, kind in COLUMN_TYPES.items() if kind != NUMBER)
 STATUSES = ("ok", "skipped", "failed", "timeout")
 #: the statuses of a row that stopped working (an ok row of BASE that became one of these is a regression)
 BROKEN = ("failed", "timeout")
-#: a row is identified by these; compare matches on them, and a results folder holds each once
-KEY_COLUMNS = ("backend", "mode", "batch_size", "image_size", "device")
+#: a row is identified by these; compare matches on them, and a results folder holds each once. ``world_size``
+#: and ``device_name`` (a fleet's runs hold several device models) came later: a file without world_size holds
+#: one-process rows (read as 1)
+KEY_COLUMNS = ("backend", "mode", "batch_size", "image_size", "device", "world_size", "device_name")
 #: what no results file can be read without; every other column is optional and reads as "not measured"
 REQUIRED = ("backend", "mode", "batch_size", "status")
 
@@ -151,7 +153,7 @@ def read_results_csv(path: Path | str, required: tuple[str, ...] = REQUIRED,
         frame[column] = frame[column].astype(str).str.strip() if column in frame.columns else ""
     for column in NUMERIC_COLUMNS:
         if column not in frame.columns:
-            frame[column] = math.nan
+            frame[column] = 1.0 if column == "world_size" else math.nan  # written before there were several
             continue
         cells = frame[column].astype(str).str.strip()
         numbers = pd.to_numeric(cells, errors="coerce")
@@ -178,13 +180,14 @@ def read_results_csv(path: Path | str, required: tuple[str, ...] = REQUIRED,
 
 
 def row_key(row: Any) -> tuple:
-    """(backend, mode, batch_size, image_size, device) with numbers as ints and blanks as None."""
+    """(backend, mode, batch_size, image_size, device, world_size, device_name) with numbers as ints, blanks as
+    None (a blank or absent world_size as 1, an absent device_name as "")."""
 
     def number(value):
         return None if value is None or (isinstance(value, float) and math.isnan(value)) else int(value)
 
     return (str(row["backend"]), str(row["mode"]), number(row["batch_size"]), number(row["image_size"]),
-            str(row["device"]))  # fmt: skip
+            str(row["device"]), number(row.get("world_size")) or 1, str(row.get("device_name") or ""))  # fmt: skip
 
 
 @dataclass

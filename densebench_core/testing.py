@@ -288,6 +288,9 @@ class BackendContractSuite:
         artifact = Path(result["artifact_path"])
         assert artifact.is_file() and artifact.stat().st_size > 0
         assert artifact.parent == tmp_path
+        if "load_artifact" in entry.hooks:  # the cold start: a fresh process loads it and answers like the row
+            assert not any(note.startswith("cold start failed") for note in result["notes"]), result["notes"]
+            assert result["cold_start_s"] > 0, result["notes"]
 
     def test_unknown_option_key_is_refused_while_parsing(self):
         from densebench_core.options import OptionError

@@ -41,7 +41,7 @@ from densebench_core.stats import summarize
 
 HIGH_SPREAD_CV = 0.10
 #: the phases after the measurement: each has its own time limit (``--phase-timeout``) and costs only itself
-AFTER_MEASUREMENT = ("checking accuracy", "exporting", "profiling")
+AFTER_MEASUREMENT = ("checking accuracy", "exporting", "cold start", "profiling")
 ARTIFACT_KEYS = ("artifact_path", "artifact_mb")
 
 
@@ -87,6 +87,7 @@ class Worker:
 
         self.job, self.set_phase, self.publish, self.ranks = job, set_phase, publish, ranks
         self.registry: PluginRegistry | None = None
+        self.exported: tuple[str, Path] | None = None  # (member, artifact) once the export phase wrote one
         device = ranks.start(torch.device(job.device).type) if ranks else torch.device(job.device)
         self.ctx = RunContext(job=job, device=device)
         self.result: dict[str, Any] = {"status": "ok", "reason": "", "notes": self.ctx.notes,
@@ -119,6 +120,7 @@ class Worker:
             for phase, run in (("checking accuracy", lambda: self.check_accuracy(checked_step, reference,
                                                                                  eval_batches)),
                                ("exporting", lambda: self.export(model, inputs)),
+                               ("cold start", lambda: self.cold_start(reference)),
                                ("profiling", lambda: self.profile(step))):
                 self.after_measurement(phase, run)
         return self.result
@@ -260,6 +262,7 @@ class Worker:
             traceback.print_exc()
             self.ctx.notes.append(f"{phase} failed: {_one_line(exc)}")
             if phase == "exporting":
+                self.exported = None
                 for key in ARTIFACT_KEYS:
                     self.result.pop(key, None)
 
@@ -289,6 +292,32 @@ class Worker:
                                     ctx.models_dir)
         if path is not None:
             self.result.update(artifact_path=str(path), artifact_mb=path.stat().st_size / 2**20)
+            self.exported = (name, path)
+
+    def cold_start(self, reference) -> None:
+        """A fresh process loads the exported artifact and answers (:mod:`densebench_core.cold_start`)."""
+        import tempfile
+
+        from densebench_core import cold_start
+
+        if self.exported is None or reference is None:
+            return
+        name, path = self.exported
+        if self.registry.find_impl(name, "load_artifact") is None:
+            return
+        with tempfile.TemporaryDirectory(prefix="densebench-cold-") as tmp:
+            job_path = Path(tmp) / "job.json"
+            job_path.write_text(self.job.to_json())
+            answer = cold_start.measure(job_path, path, name, max(1.0, self.job.phase_timeout - 5))
+        metrics = accuracy.compare(answer["outputs"], reference)
+        ok, why = accuracy.judge(metrics, accuracy.arithmetic(self.ctx.precision, self.ctx.device.type))
+        if not ok:
+            raise cold_start.ColdStartError(f"the artifact loaded in a fresh process does not give the measured "
+                                            f"model's answers: {why}")
+        self.result["cold_start_s"] = answer["cold_start_s"]
+        self.ctx.notes.append(f"cold start: a fresh process loaded {path.name} and answered in "
+                              f"{answer['cold_start_s']:.2f} s ({answer['process_s']:.1f} s from its start, imports "
+                              f"included); rel_err {metrics['rel_err']:.2g} against the fp32 reference")
 
     def profile(self, step) -> None:
         if self.job.profile_dir:
@@ -351,12 +380,17 @@ def main(argv: list[str]) -> int:
         result_path = result_path.with_name(f"{result_path.stem}.rank{ranks.rank}{result_path.suffix}")
     phase_file = result_path.with_suffix(".phase")
     phase = ["starting"]
+    phase_s: dict[str, float] = {}  # seconds per phase, kept in the JSON: where a row's wall time went
+    clock = [time.monotonic()]
 
     def set_phase(name: str) -> None:
-        phase[0] = name
+        now = time.monotonic()
+        phase_s[phase[0]] = round(phase_s.get(phase[0], 0.0) + now - clock[0], 3)
+        phase[0], clock[0] = name, now
         phase_file.write_text(name)
 
     def publish(result: dict) -> None:
+        result = {**result, "phase_s": {**phase_s, phase[0]: round(time.monotonic() - clock[0], 3)}}
         tmp = result_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(result, default=str))
         os.replace(tmp, result_path)

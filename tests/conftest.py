@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from densebench_core.testing import read_rows, run_densebench
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 #: small, fast measurement settings for CPU tests
@@ -57,6 +59,32 @@ def with_apiplugins(apiplugins_path):
 def with_testplugins(testplugins_path):
     """Environment for a child process in which the test plugins are installed."""
     return _on_pythonpath(testplugins_path)
+
+
+# -- real runs shared by the tests that only read what they wrote (a test that adds to a folder works on a copy)
+@pytest.fixture(scope="session")
+def quick_all_run(tmp_path_factory):
+    """The core's acceptance run, ``densebench run --all --device cpu --quick``, on the built-in backends
+    (DENSEBENCH_PLUGINS=""): (process, its rows as read right after it, folder holding R (--output-dir) and L
+    (--log-dir)). --quick profiles every row: tests/test_tensorboard.py reads its scalars and profiler traces."""
+    out = tmp_path_factory.mktemp("quick")
+    proc = run_densebench("run", "--all", "--device", "cpu", "--quick", "--output-dir", str(out / "R"),
+                          "--log-dir", str(out / "L"), env={"DENSEBENCH_PLUGINS": ""})  # fmt: skip
+    csv_path = out / "R" / "benchmark_results.csv"
+    return proc, read_rows(csv_path) if csv_path.exists() else [], out
+
+
+@pytest.fixture(scope="session")
+def training_run(tmp_path_factory):
+    """fp16 then baseline in training mode at batch size 2, 32 px: fp16 does not train (a skipped row), baseline
+    takes real optimizer steps (an ok row). (process, results dir, log dir)."""
+    out = tmp_path_factory.mktemp("training")
+    proc = run_densebench("run", "--backend", "fp16", "--backend", "baseline", "--mode", "training",
+                          "--device", "cpu", "--batch-sizes", "2", "--image-size", "32", "--warmup", "1",
+                          "--min-iters", "3", "--min-time", "0", "--no-profile", "--no-export",
+                          "--output-dir", str(out / "results"), "--log-dir", str(out / "logs"),
+                          timeout=600)  # fmt: skip
+    return proc, out / "results", out / "logs"
 
 
 def pid_alive(pid: int) -> bool:

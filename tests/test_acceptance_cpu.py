@@ -1,6 +1,7 @@
 """The core's acceptance run: `densebench run --all --device cpu --quick` on the built-in backends."""
 
 import json
+import shutil
 
 import pytest
 
@@ -8,11 +9,10 @@ from densebench_core.testing import read_rows, run_densebench
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("quick")
-    proc = run_densebench("run", "--all", "--device", "cpu", "--quick", "--output-dir", str(out / "R"),
-                          "--log-dir", str(out / "L"), env={"DENSEBENCH_PLUGINS": ""})
-    return proc, read_rows(out / "R" / "benchmark_results.csv"), out
+def quick_run(quick_all_run):
+    """`densebench run --all --device cpu --quick`: run once per session (tests/conftest.py), also read by
+    test_tensorboard.py. A test that writes into its folder works on a copy."""
+    return quick_all_run
 
 
 def test_quick_run_exits_0_with_ok_builtin_rows(quick_run):
@@ -52,33 +52,33 @@ def test_fp16_exports_its_weights_once_per_run(quick_run):
 
 def test_a_second_run_keeps_the_first_runs_artifacts(quick_run, tmp_path):
     _, rows, out = quick_run
-    first = out / "R" / next(r["artifact_path"] for r in rows if r["backend"] == "fp16")
+    results = tmp_path / "R"
+    shutil.copytree(out / "R", results)  # the quick run's folder as it left it, a copy of this test's own
+    first = results / next(r["artifact_path"] for r in rows if r["backend"] == "fp16")
     before = first.read_bytes()
     proc = run_densebench("run", "--backend", "fp16", "--device", "cpu", "--batch-sizes", "1", "--image-size", "32",
-                          "--min-iters", "2", "--min-time", "0", "--eval-images", "4", "--no-profile",
-                          "--output-dir", str(out / "R"), "--log-dir", str(tmp_path / "l"))  # fmt: skip
+                          "--warmup", "1", "--min-iters", "2", "--min-time", "0", "--eval-images", "4", "--no-profile",
+                          "--output-dir", str(results), "--log-dir", str(tmp_path / "l"))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    [second] = read_rows(out / "R" / "benchmark_results.csv")
-    assert second["artifact_path"] != str(first.relative_to(out / "R"))
-    assert first.read_bytes() == before and (out / "R" / second["artifact_path"]).is_file()
+    [second] = read_rows(results / "benchmark_results.csv")
+    assert second["artifact_path"] != str(first.relative_to(results))
+    assert first.read_bytes() == before and (results / second["artifact_path"]).is_file()
 
 
 def test_quantize_is_an_alias_of_fp16(tmp_path):
     proc = run_densebench("run", "--backend", "quantize", "--device", "cpu", "--batch-sizes", "1",
-                          "--image-size", "32", "--min-iters", "2", "--min-time", "0", "--no-profile",
+                          "--image-size", "32", "--warmup", "1", "--min-iters", "2", "--min-time", "0",
+                          "--eval-images", "4", "--no-profile", "--no-export",
                           "--output-dir", str(tmp_path / "r"), "--log-dir", str(tmp_path / "l"))
     assert proc.returncode == 0, proc.stderr
     [row] = read_rows(tmp_path / "r" / "benchmark_results.csv")
     assert row["backend"] == "fp16" and row["status"] == "ok"
 
 
-def test_training_mode_runs_a_real_optimizer_step(tmp_path):
-    proc = run_densebench("run", "--backend", "baseline", "--backend", "fp16", "--mode", "training",
-                          "--device", "cpu", "--batch-sizes", "2", "--image-size", "32", "--min-iters", "2",
-                          "--min-time", "0", "--no-profile", "--output-dir", str(tmp_path / "r"),
-                          "--log-dir", str(tmp_path / "l"))
+def test_training_mode_runs_a_real_optimizer_step(training_run):
+    proc, results, _ = training_run  # fp16 and baseline, --mode training (tests/conftest.py)
     assert proc.returncode == 0, proc.stderr
-    rows = {r["backend"]: r for r in read_rows(tmp_path / "r" / "benchmark_results.csv")}
+    rows = {r["backend"]: r for r in read_rows(results / "benchmark_results.csv")}
     assert rows["baseline"]["status"] == "ok" and rows["baseline"]["mode"] == "training"
     assert rows["fp16"]["status"] == "skipped" and "training" in rows["fp16"]["reason"]
 
@@ -94,7 +94,7 @@ def test_env_json_describes_the_machine():
 
 def test_the_run_settings_name_what_all_meant(quick_run, tmp_path):
     _, rows, out = quick_run
-    run = out / "R" / "runs" / rows[0]["run_id"]  # this run's own files (another test adds a run to the folder)
+    run = out / "R" / "runs" / rows[0]["run_id"]  # this run's own files
     config = json.loads((run / "results.json").read_text())["config"]
     assert config["all_backends"] is True and config["backends"] == ["baseline", "channels_last", "fp16"]
     from densebench_core.report import build_report

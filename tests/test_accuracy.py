@@ -79,7 +79,7 @@ def accuracy_run(tmp_path_factory, testplugins_path):
     proc = run_densebench(
         "run", "--backend", "rolled_test", "--backend", "scaled_test", "--backend", "fp16", "--backend",
         "channels_last", "--backend", "identity_test", "--device", "cpu", "--batch-sizes", "4", "--image-size", "32",
-        "--warmup", "1", "--min-iters", "3", "--min-time", "0", "--eval-images", "64", "--no-profile",
+        "--warmup", "1", "--min-iters", "3", "--min-time", "0", "--eval-images", "64", "--no-profile", "--no-export",
         "--output-dir", str(out / "r"), "--log-dir", str(out / "l"),
         env={"PYTHONPATH": str(testplugins_path), "DENSEBENCH_PLUGINS": "rolled_test,scaled_test,identity_test"},
     )  # fmt: skip

@@ -1,10 +1,12 @@
 """Every bad input: one clear line on stderr, exit code 2, no traceback, nothing already written lost."""
 
+import shutil
+
 import pytest
 import torch
 from conftest import TINY
 
-from densebench_core.testing import run_densebench
+from densebench_core.testing import read_rows, run_densebench
 
 
 def assert_bad_input(proc, *words):
@@ -49,12 +51,28 @@ def test_bad_run_arguments(tmp_path, args, words):
 
 
 @pytest.fixture(scope="module")
-def earlier_run(tmp_path_factory):
-    """A results folder holding one good run, which bad input must leave as it is."""
+def good_run(tmp_path_factory):
+    """One good run, shared by the tests of good input and of bad input after a good run: (process, folder).
+
+    Its input is good in two ways the tests below check: ``--weights`` names a real DenseNet-121 state dict
+    (accepted), and ``--backend-option`` sets an option of a backend that is not in the run (a warning, not an
+    error). Its results folder is the earlier run that bad input must leave as it is."""
+    from densebench_core.model import build_model
+
     folder = tmp_path_factory.mktemp("earlier")
-    good = run_densebench("run", "--backend", "baseline", *TINY, "--output-dir", str(folder / "r"),
-                          "--log-dir", str(folder / "l"))
-    assert good.returncode == 0, good.stderr
+    weights = folder / "mine.pt"
+    torch.save({"state_dict": build_model("random", 5, 32).state_dict()}, weights)
+    proc = run_densebench("run", "--backend", "baseline", *TINY, "--weights", str(weights),
+                          "--backend-option", "fp16.nothing=1", "--output-dir", str(folder / "r"),
+                          "--log-dir", str(folder / "l"))  # fmt: skip
+    return proc, folder
+
+
+@pytest.fixture(scope="module")
+def earlier_run(good_run):
+    """A results folder holding one good run, which bad input must leave as it is."""
+    proc, folder = good_run
+    assert proc.returncode == 0, proc.stderr
     return folder
 
 
@@ -93,19 +111,15 @@ def test_bad_weights_files_are_refused_before_any_worker(earlier_run, bad_weight
     assert proc.stdout == ""
 
 
-def test_a_real_densenet_state_dict_is_accepted(tmp_path):
-    from densebench_core.model import build_model
-
-    path = tmp_path / "mine.pt"
-    torch.save({"state_dict": build_model("random", 5, 32).state_dict()}, path)
-    proc = run_densebench("run", "--backend", "baseline", *TINY, "--weights", str(path),
-                          "--output-dir", str(tmp_path / "r"), "--log-dir", str(tmp_path / "l"))
+def test_a_real_densenet_state_dict_is_accepted(good_run):
+    proc, folder = good_run  # --weights: a real DenseNet-121 state dict, saved as {"state_dict": ...}
     assert proc.returncode == 0, proc.stderr
+    [row] = read_rows(folder / "r" / "benchmark_results.csv")
+    assert row["status"] == "ok" and row["weights"].endswith("mine.pt"), row  # measured with those weights
 
 
-def test_options_for_a_backend_not_in_the_run_get_a_warning(tmp_path):
-    proc = run_densebench("run", "--backend", "baseline", *TINY, "--backend-option", "fp16.nothing=1",
-                          "--output-dir", str(tmp_path / "r"), "--log-dir", str(tmp_path / "l"))
+def test_options_for_a_backend_not_in_the_run_get_a_warning(good_run):
+    proc, _ = good_run  # --backend-option fp16.nothing=1, and no fp16 in the run
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip() == ("densebench: warning: --backend-option fp16.nothing ignored: backend 'fp16' "
                                    "is not in this run")
@@ -132,10 +146,8 @@ def test_cuda_without_gpu(tmp_path):
     assert_bad_input(proc, "no CUDA GPU")
 
 
-def test_bad_input_keeps_what_was_written(tmp_path):
-    good = run_densebench("run", "--backend", "baseline", *TINY, "--output-dir", str(tmp_path / "r"),
-                          "--log-dir", str(tmp_path / "l"))
-    assert good.returncode == 0, good.stderr
+def test_bad_input_keeps_what_was_written(tmp_path, earlier_run):
+    shutil.copytree(earlier_run / "r", tmp_path / "r")  # a good run's folder, a copy of its own to write into
     before = (tmp_path / "r" / "benchmark_results.csv").read_text()
     bad = run_densebench("run", "--backend", "nosuch", "--output-dir", str(tmp_path / "r"))
     assert_bad_input(bad, "unknown backend")

@@ -276,7 +276,8 @@ def test_compose_config_env_and_cpu_override(compose, tmp_path):
 # ------------------------------------------------------------------------------------------------ local runtime
 def local_run_args(tmp_path: Path) -> list[str]:
     return ["--gpu-enabled", "false", "--output-dir", str(tmp_path / "results"), "--log-dir", str(tmp_path / "tb"),
-            "--", "--quick", "--backend", "baseline", "--batch-sizes", "1", "--no-profile", "--no-export"]  # fmt: skip
+            "--", "--quick", "--backend", "baseline", "--batch-sizes", "1", "--image-size", "32", "--eval-images", "8",
+            "--no-profile", "--no-export"]  # fmt: skip
 
 
 def assert_local_run(result, tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ def test_a_training_row_on_two_processes_reports_the_global_throughput(tmp_path)
     # global: both processes' images per step, over the step time rank 0 measured
     assert float(row["throughput_ips"]) == pytest.approx(2 * 2 * 1000.0 / float(row["latency_mean_ms"]), rel=1e-3)
     work = tmp_path / "r" / "runs" / row["run_id"] / "work"
-    other = json.loads((work / "baseline_training_bs2.result.rank1.json").read_text())  # the second rank ran too
+    other = json.loads((work / "baseline_training_bs2_np2.result.rank1.json").read_text())  # the second rank ran too
     assert other["status"] == "ok" and other["world_size"] == 2
     assert other["iterations"] == int(row["iterations"])  # in step: the same number of timed steps
 

@@ -49,7 +49,8 @@ def test_phase_file_read_keeps_the_last_phase_while_absent_or_mid_write(tmp_path
 def test_runner_reports_a_real_workers_phases_in_order(tmp_path):
     seen = []
     job = Job(backend="baseline", members=["baseline"], mode="inference", batch_size=1, device="cpu",
-              image_size=32, weights="random", warmup=1, min_iters=3, min_time=2.0, timeout=600)  # fmt: skip
+              image_size=32, weights="random", warmup=1, min_iters=3, min_time=2.0, eval_images=8,
+              timeout=600)  # fmt: skip
     result = run_isolated(job, tmp_path, on_wait=lambda phase, elapsed: seen.append((phase, elapsed)))
     assert result["status"] == "ok", result["reason"]
     phases = [phase for i, (phase, _) in enumerate(seen) if i == 0 or phase != seen[i - 1][0]]

@@ -105,8 +105,8 @@ def test_report_html_of_a_real_run_shows_no_literal_asterisks_in_chromium(tmp_pa
     results = tmp_path / "results"
     proc = run_densebench("run", "--backend", "baseline", "--backend", "channels_last", "--device", "cpu",
                           "--batch-sizes", "1", "--image-size", "32", "--min-iters", "3", "--min-time", "0",
-                          "--warmup", "1", "--no-profile", "--output-dir", str(results),
-                          "--log-dir", str(tmp_path / "logs"), timeout=600)  # fmt: skip
+                          "--warmup", "1", "--eval-images", "8", "--no-profile", "--no-export",
+                          "--output-dir", str(results), "--log-dir", str(tmp_path / "logs"), timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = results / "report.html"
     assert "**`" in (results / "report.md").read_text(), "the Markdown uses bold around code: the case under test"

@@ -32,7 +32,7 @@ def test_csv_has_the_contract_columns_in_order_and_typed_values(tmp_path):
     with open(tmp_path / "r" / "benchmark_results.csv", newline="") as handle:
         header = next(csv.reader(handle))
     assert header == COLUMNS == CONTRACT_COLUMNS[: len(header)]  # a prefix of the contract's list, in its order
-    assert header[-3:] == ["world_size", "host", "gpu_index"]
+    assert header[-4:] == ["world_size", "host", "gpu_index", "cold_start_s"]
     rows = read_rows(tmp_path / "r" / "benchmark_results.csv")
     assert [int(r["batch_size"]) for r in rows] == [1, 2]
     for row in rows:

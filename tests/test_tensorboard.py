@@ -1,5 +1,6 @@
-"""TensorBoard, for real: one `densebench run --all --profile`, read back with TensorBoard's own event reader,
-served by the real `densebench tensorboard` (scalars and torch-tb-profiler), and screenshotted in Chromium."""
+"""TensorBoard, for real: one `densebench run --all --quick` (which profiles every row), read back with TensorBoard's
+own event reader, served by the real `densebench tensorboard` (scalars and torch-tb-profiler), and screenshotted in
+Chromium. The run is the core's acceptance run, made once per session (tests/conftest.py: ``quick_all_run``)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,6 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT_SCRIPT = ROOT / "scripts" / "screenshot_scalars.py"
-SMALL = ["--device", "cpu", "--quick", "--batch-sizes", "1,2", "--image-size", "32", "--warmup", "1",
-         "--min-iters", "6", "--min-time", "0", "--no-export", "--profile"]  # fmt: skip
 SERVER_START_S = 180  # TensorBoard start plus torch-tb-profiler parsing the traces, on a slow CI machine
 SERVER_STOP_S = 20
 
@@ -45,13 +44,12 @@ def _profiler_missing() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def tb_run(tmp_path_factory):
-    """One real `densebench run --all --profile` with small settings: (results dir, log dir, ok rows, run id)."""
-    work = tmp_path_factory.mktemp("tensorboard")
-    results, logs = work / "results", work / "logs"
-    proc = run_densebench("run", "--all", *SMALL, "--output-dir", str(results), "--log-dir", str(logs))
+def tb_run(quick_all_run):
+    """One real `densebench run --all --quick`, profiled, batch sizes 1 and 2: (results dir, log dir, ok rows,
+    run id). Tests here only read it (its log dir is written by nothing else)."""
+    proc, rows, work = quick_all_run
+    results, logs = work / "R", work / "L"
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
-    rows = read_rows(results / "benchmark_results.csv")
     ok = [r for r in rows if r["status"] == "ok"]
     assert {"baseline", "channels_last", "fp16"} <= {r["backend"] for r in ok}, proc.stdout + proc.stderr
     [run_id] = {r["run_id"] for r in rows}
@@ -186,10 +184,13 @@ def test_a_run_without_an_ok_row_leaves_no_tensorboard_run(tmp_path):
     assert not (logs / "scalars").exists() or not any((logs / "scalars").iterdir())
 
 
-def test_the_tensorboard_run_starts_at_the_first_ok_row(tmp_path):
+def test_the_tensorboard_run_starts_at_the_first_ok_row(training_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    logs, rows, run_id = _training_run(tmp_path, "2")
+    proc, results, logs = training_run  # as _training_run(..., "2") runs it, once per session (tests/conftest.py)
+    rows = read_rows(results / "benchmark_results.csv")
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    [run_id] = {r["run_id"] for r in rows}
     assert [(r["backend"], r["status"]) for r in rows] == [("fp16", "skipped"), ("baseline", "ok")]
     accumulator = EventAccumulator(str(logs / "scalars" / run_id))
     accumulator.Reload()

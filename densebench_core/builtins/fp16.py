@@ -1,6 +1,7 @@
 """``fp16`` (alias ``quantize``): the model and its inputs cast to half precision ("FP16 quantization").
 
-Exports the fp16 state dict (half the size of the fp32 one) as its deployable form.
+Exports the fp16 state dict (half the size of the fp32 one) as its deployable form; its cold start loads it
+into torchvision's DenseNet-121, eager, in half precision.
 """
 
 import torch
@@ -36,3 +37,15 @@ def export(model, ctx, directory):
     path = directory / f"{ctx.backend}_fp16_state_dict.pt"
     torch.save(model.state_dict(), path)
     return path
+
+
+@hookimpl
+def load_artifact(path, ctx):
+    from torchvision.models import densenet121
+
+    from densebench_core.model import NUM_CLASSES
+
+    with torch.device("meta"):  # no random initialization: every weight comes from the file
+        model = densenet121(weights=None, num_classes=NUM_CLASSES)
+    model.load_state_dict(torch.load(path, map_location=ctx.device, weights_only=True), assign=True)
+    return model.half().eval()

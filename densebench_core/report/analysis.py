@@ -1,6 +1,7 @@
 """Numbers the report states, computed from the rows only: no backend is named here unless the data names it.
 
-Rows are grouped into *scenarios*: one (mode, device, image size). Within a scenario each batch size is compared
+Rows are grouped into *scenarios*: one (mode, device, image size, processes per row, device name where a run
+holds several). Within a scenario each batch size is compared
 with the ``baseline`` row (fp32 eager, the reference) of the same batch size. Every verdict (faster, slower, tied)
 comes from :mod:`densebench_core.significance`, on median latencies, with the raw samples where the JSON has them.
 """
@@ -33,6 +34,10 @@ class Scenario:
     device: str
     image_size: float  # NaN when the CSV does not say
     label: str
+    #: processes per row (``--nproc-per-node``): rows of different counts are not ranked against each other
+    world_size: int = 1
+    #: the GPU or CPU model, where a run holds several (a fleet): each is ranked on its own
+    device_name: str = ""
 
     @property
     def slug(self) -> str:
@@ -40,7 +45,9 @@ class Scenario:
         if self.label == self.mode:
             return _slug(self.mode)
         size = "" if not isnum(self.image_size) else f"_{int(self.image_size)}"
-        return _slug(f"{self.mode}_{self.device}{size}")
+        procs = f"_np{self.world_size}" if self.world_size > 1 else ""
+        name = f"_{self.device_name}" if self.device_name and self.device_name in self.label else ""
+        return _slug(f"{self.mode}_{self.device}{size}{procs}{name}")
 
 
 def _slug(text: str) -> str:
@@ -58,23 +65,39 @@ def dedupe_ok(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 
 
 def scenarios(ok: pd.DataFrame) -> list[Scenario]:
-    """Distinct (mode, device, image size) in first-seen order; labels name device and size only if they vary."""
+    """Distinct (mode, device, image size, processes, device name) in first-seen order; labels name device and size
+    only if they vary, the processes when more than one, the device's name when a run holds several."""
     seen: list[tuple] = []
     for _, row in ok.iterrows():
-        key = (row["mode"], row["device"], row["image_size"])
-        if not any(k[0] == key[0] and k[1] == key[1] and _same(k[2], key[2]) for k in seen):
+        key = (row["mode"], row["device"], row["image_size"], world_size_of(row), device_name_of(row))
+        if not any(k[0] == key[0] and k[1] == key[1] and _same(k[2], key[2]) and k[3:] == key[3:] for k in seen):
             seen.append(key)
     several_devices = len({k[1] for k in seen}) > 1
     several_sizes = len({(-1 if not isnum(k[2]) else k[2]) for k in seen}) > 1
+    several_names = len({k[4] for k in seen}) > 1
     result = []
-    for mode, device, size in seen:
+    for mode, device, size, world_size, name in seen:
         parts = [mode]
         if several_devices:
             parts.append(device or "unknown device")
         if several_sizes:
             parts.append(f"{int(size)} px" if isnum(size) else "unknown size")
-        result.append(Scenario(mode, device, size, ", ".join(parts)))
+        if world_size > 1:
+            parts.append(f"{world_size} processes")
+        if several_names:
+            parts.append(name or "unknown device name")
+        result.append(Scenario(mode, device, size, ", ".join(parts), world_size, name if several_names else ""))
     return result
+
+
+def world_size_of(row: Any) -> int:
+    value = row.get("world_size")
+    return int(value) if isnum(value) else 1
+
+
+def device_name_of(row: Any) -> str:
+    value = row.get("device_name")
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
 def _same(a, b) -> bool:
@@ -87,6 +110,10 @@ def rows_of(ok: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
         mask &= ok["image_size"] == scenario.image_size
     else:
         mask &= ok["image_size"].isna()
+    if "world_size" in ok.columns:
+        mask &= ok["world_size"].fillna(1).astype(int) == scenario.world_size
+    if scenario.device_name:
+        mask &= ok["device_name"].astype(str) == scenario.device_name
     return ok[mask]
 
 
@@ -122,14 +149,15 @@ def with_baseline(ok: pd.DataFrame, extras: dict[tuple, dict[str, Any]] | None =
     extras = extras or {}
     out["latency"] = [latency_of(r, extras) for r in out.to_dict("records")]
     out["busy"] = [lat.busy for lat in out["latency"]]
-    base = out[out["backend"] == BASELINE][["mode", "device", "image_size", "batch_size", "throughput_ips",
-                                            "latency_p50_ms", "peak_mem_mb", "latency"]].copy()  # fmt: skip
+    # the baseline of the same configuration: same processes per row and, in a fleet, the same device model
+    out["_img"] = out["image_size"].fillna(-1)
+    out["_procs"] = [world_size_of(r) for r in out.to_dict("records")]
+    out["_name"] = [device_name_of(r) for r in out.to_dict("records")]
+    match = ["mode", "device", "_img", "batch_size", "_procs", "_name"]
+    base = out[out["backend"] == BASELINE][[*match, "throughput_ips", "latency_p50_ms", "peak_mem_mb", "latency"]]
     base = base.rename(columns={"throughput_ips": "baseline_ips", "latency_p50_ms": "baseline_p50_ms",
                                 "peak_mem_mb": "baseline_mem_mb", "latency": "baseline_latency"})  # fmt: skip
-    for frame in (out, base):
-        frame["_img"] = frame["image_size"].fillna(-1)
-    base = base.drop(columns="image_size")
-    out = out.merge(base, how="left", on=["mode", "device", "_img", "batch_size"]).drop(columns="_img")
+    out = out.merge(base, how="left", on=match).drop(columns=["_img", "_procs", "_name"])
     versus = [significance.compare(lat, b) if isinstance(b, Latency) and name != BASELINE else None
               for name, lat, b in zip(out["backend"], out["latency"], out["baseline_latency"])]
     out["speedup"] = [c.ratio if c else (1.0 if name == BASELINE else math.nan)

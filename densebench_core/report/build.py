@@ -3,7 +3,7 @@
 Every sentence about which backend wins, and what it costs, is computed from the rows; nothing names a winner in
 advance. Missing data (no baseline, only skipped rows, one batch size, empty cells) changes what is said, not
 whether a report is written. This module puts the sections together, in order: :mod:`.intro` (opening, "At a
-glance", "Summary"), :mod:`.performance`, :mod:`.tradeoffs`, :mod:`.time_spent` ("Where the time goes") and
+glance", "Summary"), :mod:`.performance`, :mod:`.scaling` ("Scaling and devices"), :mod:`.tradeoffs`, :mod:`.time_spent` ("Where the time goes") and
 :mod:`.environment` ("Skipped and failed runs", "Environment"); :mod:`.fmt` writes their numbers.
 """
 
@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from densebench_core.report import analysis, environment, intro, performance, plots, time_spent, tradeoffs
+from densebench_core.report import analysis, environment, intro, performance, plots, scaling, time_spent, tradeoffs
 from densebench_core.report.analysis import Scenario, isnum
 from densebench_core.report.fmt import images  # noqa: F401 - tests/test_cli_messages.py imports it from here
 from densebench_core.report.render import Doc, Image
@@ -64,6 +64,7 @@ def build_report(results_dir: Path | str) -> dict[str, Any]:
     intro.write(doc, results, counts, rows, scenarios, choices)
     intro.write_summary(doc, rows, scenarios)
     performance.write(doc, rows, scenarios, winners, figure)
+    scaling.write(doc, rows)
     tradeoffs.write(doc, rows, scenarios, choices, figure)
     time_spent.write(doc, results, rows, scenarios)
     environment.write_not_measured(doc, frame)
@@ -89,4 +90,6 @@ def build_report(results_dir: Path | str) -> dict[str, Any]:
             for kind, picks in choices.items()
         },
         "counts": dict(counts),
+        "scaling": scaling.efficiency_rows(rows) if not rows.empty else [],
+        "devices": scaling.fastest_per_device(rows) if not rows.empty else [],
     }

@@ -133,6 +133,26 @@ def _backend_sentence(s: dict) -> str:
     return f"{code(s['backend'])}: " + "; ".join(parts) + "."
 
 
+def _cold_start(p: Pick) -> str:
+    """For serving: what a new replica pays before its first answer, and the fastest row that starts from an
+    exported artifact when the pick has none (``cold_start_s``: a fresh process loads it and answers)."""
+    r = p.row
+    if isnum(r.get("cold_start_s")):
+        return f". A new replica answers {num(r['cold_start_s'], ' s')} after loading its exported artifact"
+    ranked = [p.ranking.records[name] for name in p.ranking.order()]
+    loadable = [x for x in ranked if isnum(x.get("cold_start_s")) and not analysis.accuracy_failed(x)]
+    text = ""
+    if r["backend"] != BASELINE and isnum(r.get("prepare_s")):
+        text = f". It exports nothing that loads faster: a new replica pays its {num(r['prepare_s'], ' s')} again"
+    if loadable:
+        alt = loadable[0]
+        metric = (f"p50 {num(alt['latency_p50_ms'], ' ms')}" if p.kind == "latency"
+                  else f"{num(alt['throughput_ips'], ' img/s')}")
+        text += (f". Where replicas start often, the fastest row with a loadable artifact is {code(alt['backend'])} "
+                 f"({metric}, cold start {num(alt['cold_start_s'], ' s')})")
+    return text
+
+
 def _pick_sentence(p: Pick, label: str) -> str:
     r = p.row
     if p.kind == "latency":
@@ -165,6 +185,8 @@ def _pick_sentence(p: Pick, label: str) -> str:
                         else ""))  # fmt: skip
     if costs:
         text += ". Cost: " + "; ".join(costs)
+    if p.scenario.mode == "inference":
+        text += _cold_start(p)
     if p.exact_alternative is not None:
         alt = p.exact_alternative
         metric = (f"p50 {num(alt['latency_p50_ms'], ' ms')}" if p.kind == "latency"

@@ -247,3 +247,11 @@ def export(model, ctx, directory):
         portable = torch.jit.freeze(traced) if traced is not None else model
         torch.jit.save(portable, str(path))
     return path
+
+
+@hookimpl
+def load_artifact(path, ctx):
+    """``torch.jit.load`` of the frozen module, under the row's fuser and executor settings (as it was measured)."""
+    apply_runtime_settings(resolve_options(ctx))
+    with quiet_torchscript():
+        return torch.jit.load(str(path), map_location=ctx.device).eval()

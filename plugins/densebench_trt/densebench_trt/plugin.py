@@ -18,6 +18,8 @@ Importing this module never imports torch_tensorrt: ``densebench plugins`` lists
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from densebench_core.backend import BackendInfo
@@ -114,3 +116,16 @@ def export(model, example_inputs, ctx, directory):
     output_format = compat.FORMATS[options.format][0]
     module.save(model, str(path), output_format=output_format, inputs=[example_inputs])
     return path
+
+
+@hookimpl
+def load_artifact(path, ctx):
+    """The saved program, as a deployment loads it: torch_tensorrt imported first (it registers the TensorRT
+    runtime ops the program calls), then ``torch.export.load(...).module()`` (``.ep``) or ``torch.jit.load`` (``.ts``).
+    Not verified against a real TensorRT: it cannot be installed where this was written (README.md)."""
+    _, reason = compat.load_torch_tensorrt()
+    if reason:
+        raise RuntimeError(reason)
+    if Path(path).suffix == compat.FORMATS["ts"][1]:
+        return torch.jit.load(str(path), map_location=ctx.device).eval()
+    return torch.export.load(str(path)).module()

@@ -328,3 +328,26 @@ def test_export_saves_into_models_dir(registry, monkeypatch, tmp_path, fmt, outp
     [(name, call)] = fake.calls
     assert name == "save" and call["output_format"] == output_format
     assert call["file_path"] == str(path) and call["inputs"][0] is inputs
+
+
+@pytest.mark.parametrize("suffix", [".ep", ".ts"])
+def test_load_artifact_loads_the_saved_program_by_its_format(registry, monkeypatch, tmp_path, suffix):
+    """The cold start's loader picks torch.export.load or torch.jit.load by the file's format. TensorRT cannot
+    exist here: the files are plain torch programs of a tiny model (what TensorRT saves is a torch program with
+    TensorRT ops in it), and torch_tensorrt is the fake, imported first as a deployment must."""
+    monkeypatch.setitem(sys.modules, "torch_tensorrt", fake_torch_tensorrt.make("2.13.0"))
+    model, x = tiny_model().eval(), torch.randn(2, 3, 8, 8)
+    path = tmp_path / f"trt_bs2{suffix}"
+    if suffix == ".ep":
+        torch.export.save(torch.export.export(model, (x,)), str(path))
+    else:
+        torch.jit.save(torch.jit.trace(model, x), str(path))
+    _, loaded = registry.call("trt", "load_artifact", path=path, ctx=make_ctx({}, batch_size=2))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+
+
+def test_load_artifact_without_torch_tensorrt_says_how_to_install_it(registry, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "torch_tensorrt", None)  # import torch_tensorrt raises ImportError
+    with pytest.raises(RuntimeError, match="torch_tensorrt"):
+        registry.call("trt", "load_artifact", path=tmp_path / "trt_bs2.ep", ctx=make_ctx({}, batch_size=2))
