@@ -165,10 +165,11 @@ def test_without_aoti_packaging_the_row_is_skipped(monkeypatch):
                                 "(AOTInductor packaging needs torch >= 2.6)")  # fmt: skip
 
 
-def test_without_a_cxx_compiler_the_row_is_skipped(monkeypatch):
+def test_without_a_cxx_compiler_the_row_is_skipped():
     assert plugin.check_available() is None  # this machine has g++
-    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", ("densebench-no-such-cxx",))
-    result = run_in_process("aoti")
+    # config.patch, not monkeypatch: monkeypatch's undo deleted the config entry (later compiles then failed)
+    with torch._inductor.config.patch({"cpp.cxx": ("densebench-no-such-cxx",)}):
+        result = run_in_process("aoti")
     assert result["status"] == "skipped"
     assert result["reason"].startswith("aoti: no C++ compiler found for AOTInductor (tried densebench-no-such-cxx; "
                                        "install g++ or set CXX)")  # fmt: skip
