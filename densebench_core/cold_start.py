@@ -52,10 +52,11 @@ def main(argv: list[str]) -> int:
     job_path, artifact, member, out = Path(argv[0]), Path(argv[1]), argv[2], Path(argv[3])
     import torch
 
-    from densebench_core import accuracy, hook_checks
+    from densebench_core import accuracy
     from densebench_core.context import RunContext
     from densebench_core.job import Job
     from densebench_core.plugins import build_registry
+    from densebench_core.worker import prepare_inputs
 
     job = Job.from_json(job_path.read_text())
     ctx = RunContext(job=job, device=torch.device(job.device))
@@ -63,12 +64,7 @@ def main(argv: list[str]) -> int:
     batches = accuracy.evaluation_batches(job.eval_images, job.batch_size, job.image_size, job.seed)
 
     def prepared(batch):
-        batch = batch.to(ctx.device)
-        for name in job.members:
-            found, new_batch = registry.call(name, "prepare_inputs", inputs=batch, ctx=ctx)
-            if found:
-                batch = hook_checks.inputs(name, new_batch)
-        return batch
+        return prepare_inputs(registry, job.members, batch.to(ctx.device), ctx)
 
     first = prepared(batches[0])
     ctx.synchronize()

@@ -197,11 +197,7 @@ class Worker:
         return model, inputs, step, checked
 
     def prepare_inputs(self, batch):
-        for name in self.job.members:
-            found, new_batch = self.registry.call(name, "prepare_inputs", inputs=batch, ctx=self.ctx)
-            if found:
-                batch = hook_checks.inputs(name, new_batch)
-        return batch
+        return prepare_inputs(self.registry, self.job.members, batch, self.ctx)
 
     def warm_up(self, step, model, inputs) -> None:
         """Every member's ``warmup`` in stage order (the core's loop when none has one), then ``before_measure``."""
@@ -328,6 +324,15 @@ class Worker:
     def fail(self, reason: str) -> None:
         self.result["status"] = "failed"
         self.result["reason"] = "; ".join(r for r in (self.result["reason"], reason) if r)
+
+
+def prepare_inputs(registry: PluginRegistry, members: list[str], batch, ctx):
+    """Every recipe member's ``prepare_inputs`` in stage order, each result held to the contract."""
+    for name in members:
+        found, new_batch = registry.call(name, "prepare_inputs", inputs=batch, ctx=ctx)
+        if found:
+            batch = hook_checks.inputs(name, new_batch)
+    return batch
 
 
 def _no_grad():
