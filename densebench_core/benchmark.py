@@ -331,7 +331,8 @@ def execute(
     to_run = _in_run([job for job in jobs if not job.decided], config, store, registry)
     side_by_side = len(config.gpu_indices or ()) > 1 or config.launcher != "local"
     slow = (lambda job: _compiles(job, registry)) if side_by_side else None
-    results = iter(launcher.run(chains(to_run, slow), store.work_dir, on_wait))
+    keep = (lambda job: _shares_artifact(job, registry)) if side_by_side else None
+    results = iter(launcher.run(chains(to_run, slow, keep), store.work_dir, on_wait))
     try:
         exported: dict[tuple[str, str], dict[str, Any]] = {}  # artifacts that serve every batch size
         for planned in jobs:

@@ -5,7 +5,9 @@ After a row's export the worker runs ``python -m densebench_core.cold_start JOB.
 recipe's ``prepare_inputs`` on it, then times the exporting member's ``load_artifact`` plus the first answer (the
 first evaluation batch, synchronized): that is ``cold_start_s``. It answers the other batches too and saves every
 output; the worker holds them to the fp32 reference like the row's own accuracy check, so the artifact must be what
-was measured. Nothing is prepared in that process: no ``prepare_model`` runs there.
+was measured. Nothing is prepared in that process: no ``prepare_model`` runs there. So a row gets a cold start only
+where its artifact holds the whole recipe: where a member after the exporting one changes the model (``compile``
+after ``fp16``), a new replica would prepare again, and the row says so instead.
 
 A load that fails (a truncated or corrupt file), a crash, or outputs outside the row's tolerance fail the
 ``cold start`` phase with the reason; the row's measurement stands (see ``worker.Worker.after_measurement``).
@@ -77,8 +79,8 @@ def main(argv: list[str]) -> int:
         ctx.synchronize()
         cold_start_s = time.perf_counter() - started
         process_s = time.perf_counter() - _STARTED
-        rest = accuracy.backend_outputs(lambda batch: model(prepared(batch)), batches[1:])
-    torch.save({"cold_start_s": cold_start_s, "process_s": process_s, "outputs": torch.cat([answer, rest])}, out)
+        rest = [accuracy.backend_outputs(lambda batch: model(prepared(batch)), batches[1:])] if batches[1:] else []
+    torch.save({"cold_start_s": cold_start_s, "process_s": process_s, "outputs": torch.cat([answer, *rest])}, out)
     return 0
 
 

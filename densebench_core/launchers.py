@@ -1,8 +1,8 @@
 """Where rows run: launchers, a plugin kind of their own (as Hydra's launchers are).
 
-A launcher gets the planned jobs in **chains** (the batch sizes of one recipe and mode, in order: they share a
-compiler cache and an exported artifact) and yields each job's result as soon as it exists; the core writes the
-row. What a launcher must do:
+A launcher gets the planned jobs in **chains** (the batch sizes of one recipe and mode, in order, where they share
+an exported artifact; with rows side by side every other row is a chain of its own) and yields each job's result as
+soon as it exists; the core writes the row. What a launcher must do:
 
 * run each job in a process of its own with :func:`densebench_core.runner.run_isolated` (or the same protocol
   elsewhere: Ray runs it on a node), so a crash, hang or timeout is a row with its reason;
@@ -120,16 +120,21 @@ def make(name: str, given: dict[str, str], placement: Placement) -> Launcher:
     return manager.hook.make_launcher(options=values, placement=placement)
 
 
-def chains(jobs: list[Job], slow: Callable[[Job], bool] | None = None) -> list[list[Job]]:
+def chains(
+    jobs: list[Job], slow: Callable[[Job], bool] | None = None, keep: Callable[[Job], bool] | None = None
+) -> list[list[Job]]:
     """``jobs`` grouped by (row name, mode), in the order each group first appears.
 
-    With ``slow``, the chains holding slow rows come first (then the others, each group in that order): with rows
-    run side by side, the longest chains start first and the short ones fill the slots around them (the longest-
-    processing-time-first rule), instead of a long chain started last keeping one slot busy alone at the end.
+    With ``keep``, only the jobs it holds for stay grouped (a recipe whose artifact, exported with its first batch
+    size, serves the others); every other job is a chain of its own, free to run beside its recipe's other batch
+    sizes. With ``slow``, the chains holding slow rows come first (then the others, each group in that order): with
+    rows run side by side, the longest chains start first and the short ones fill the slots around them (the
+    longest-processing-time-first rule), instead of a long chain started last keeping one slot busy alone at the end.
     """
-    grouped: dict[tuple[str, str], list[Job]] = {}
-    for job in jobs:
-        grouped.setdefault((job.backend, job.mode), []).append(job)
+    grouped: dict[tuple, list[Job]] = {}
+    for index, job in enumerate(jobs):
+        together = keep is None or keep(job)
+        grouped.setdefault((job.backend, job.mode) if together else (index,), []).append(job)
     ordered = list(grouped.values())
     if slow is not None:
         ordered.sort(key=lambda chain: -sum(map(slow, chain)))  # stable: plan order within each weight

@@ -79,7 +79,9 @@ class LocalLauncher:
                 slot.join()
 
     def _one(self, job: Job, work_dir: Path, gpu: int | None, on_wait: OnWait | None, cancel) -> dict:
-        env = {"CUDA_VISIBLE_DEVICES": str(gpu)} if gpu is not None else None
+        env = None
+        if gpu is not None:
+            env = {"CUDA_VISIBLE_DEVICES": str(gpu), **cpu_share(len(self.placement.devices))}
         wait = (lambda phase, elapsed: on_wait(job, phase, elapsed)) if on_wait else None
         result = run_isolated(job, work_dir, wait, env=env, cancel=cancel)
         result.update(host=self.host, gpu_index=gpu if gpu is not None else self._default_gpu())
@@ -101,3 +103,12 @@ def launcher_info():
 @hookimpl
 def make_launcher(options, placement):
     return LocalLauncher(placement)
+
+
+def cpu_share(slots: int) -> dict[str, str]:
+    """Each of ``slots`` rows side by side gets its share of the CPU cores as its thread count (``OMP_NUM_THREADS``),
+    unless the caller set one: rows that each start one thread per core fight over the cores (OpenMP's threads spin
+    while they wait), so a model built in two processes at once took 35-43 s instead of 5 s on the H200 host."""
+    if "OMP_NUM_THREADS" in os.environ:
+        return {}
+    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // max(1, slots)))}

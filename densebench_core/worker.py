@@ -301,6 +301,12 @@ class Worker:
         name, path = self.exported
         if self.registry.find_impl(name, "load_artifact") is None:
             return
+        later = self.job.members[self.job.members.index(name) + 1:]
+        changing = [m for m in later if self.registry.find_impl(m, "prepare_model") is not None]
+        if changing:
+            self.ctx.notes.append(f"cold start: not run: {path.name} does not hold what {', '.join(changing)} did to "
+                                  f"the model, so a new replica prepares again (prepare_s)")
+            return
         with tempfile.TemporaryDirectory(prefix="densebench-cold-") as tmp:
             job_path = Path(tmp) / "job.json"
             job_path.write_text(self.job.to_json())

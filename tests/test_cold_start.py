@@ -64,6 +64,32 @@ def test_without_export_there_is_no_cold_start(tmp_path):
     assert rows["fp16"]["status"] == "ok" and rows["fp16"]["cold_start_s"] == ""
 
 
+def test_one_evaluation_batch_is_enough_for_a_cold_start(tmp_path):
+    # as bs 256 with the default 256 evaluation images on the GPU: the fresh process answers a single batch
+    out = tmp_path / "r"
+    proc = run_densebench("run", "--backend", "fp16", *TINY, "--batch-sizes", "2", "--eval-images", "2",
+                          "--output-dir", str(out), "--log-dir", str(tmp_path / "l"))  # fmt: skip
+    row = read_rows(out / "benchmark_results.csv")[0]
+    assert proc.returncode == 0 and row["status"] == "ok", proc.stdout + proc.stderr
+    assert float(row["cold_start_s"]) > 0, row["notes"]
+
+
+def test_an_artifact_that_lacks_a_later_members_change_gets_no_cold_start_and_still_loads(tmp_path, testplugins_path):
+    # fp16 exports its weights; a compiler after it (here wrap_test, wrapping as torch.compile does) changes the
+    # model the row measured, so a fresh process loading those weights would not be what was measured
+    import torch
+    from torchvision.models import densenet121
+
+    env = {"PYTHONPATH": str(testplugins_path), "DENSEBENCH_PLUGINS": "wrap_test"}
+    proc, rows, details = _run(tmp_path, env, "--backend", "fp16+wrap_test")
+    row = rows["fp16+wrap_test"]
+    assert proc.returncode == 0 and row["status"] == "ok", proc.stdout + proc.stderr
+    assert row["cold_start_s"] == "" and row["artifact_path"]
+    assert any(n.startswith("cold start: not run:") and "wrap_test" in n for n in details["fp16+wrap_test"]["notes"])
+    weights = torch.load(tmp_path / "r" / row["artifact_path"], weights_only=True)
+    densenet121(weights=None).load_state_dict(weights)  # the model's own keys, not the wrapper's (_orig_mod.)
+
+
 @pytest.mark.parametrize("damage, why", [
     ("truncate", r"cold start failed: ColdStartError: .*(zip archive|central directory|PytorchStreamReader)"),
     ("scale", r"cold start failed: ColdStartError: the artifact loaded in a fresh process does not give the "

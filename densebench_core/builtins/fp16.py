@@ -35,6 +35,7 @@ def export(model, ctx, directory):
     if not isinstance(model, torch.nn.Module):
         return None
     path = directory / f"{ctx.backend}_fp16_state_dict.pt"
+    model = getattr(model, "_orig_mod", model)  # a later torch.compile's wrapper: save the keys of the model itself
     torch.save(model.state_dict(), path)
     return path
 
