@@ -29,6 +29,11 @@ nox.options.reuse_existing_virtualenvs = False
 PLUGINS = ["amp", "aoti", "compile", "fused", "jit", "trt"]
 INSTALL = ["--no-build-isolation"]
 PYTEST = ["python", "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs"]
+#: most tests wait on child processes far more than they compute, so two pytest-xdist workers share the machine;
+#: torch runs on one thread in each (two processes with a thread per core each slow both down many times over);
+#: the tests marked ``serial`` (they judge timings: a quiet machine is what they check) run afterwards, alone
+PARALLEL = ["-n", "2", "-m", "not serial"]
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 DEPS_VENV = Path(os.environ.get("DENSEBENCH_TEST_DEPS") or Path(__file__).resolve().parent / ".ci" / ".deps")
 DEPS_PYTHON = DEPS_VENV / "bin" / "python"
 PTH = "densebench_test_deps.pth"
@@ -81,7 +86,9 @@ def plugin_dir(name):
 def core(session):
     """The core package alone: plugin host, runner, results, CLI, report, TensorBoard, tutorial plugin."""
     install_core(session)
-    session.run(*PYTEST, "tests", *session.posargs)
+    # the tests reading the shared quick and training runs (session fixtures) in one worker, so each runs once
+    session.run(*PYTEST, *PARALLEL, "--dist", "loadgroup", "tests", *session.posargs, env=ONE_THREAD)
+    session.run(*PYTEST, "-m", "serial", "tests", *session.posargs)
 
 
 @nox.session(venv_params=VENV)
@@ -102,7 +109,7 @@ def all(session):
     for name in PLUGINS:
         session.install(*INSTALL, "-e", plugin_dir(name))
     session.run("python", "scripts/check_plugin_listing.py", "--expect", *PLUGINS)
-    session.run(*PYTEST, "tests_all", *session.posargs)
+    session.run(*PYTEST, *PARALLEL, "--dist", "loadfile", "tests_all", *session.posargs, env=ONE_THREAD)
 
 
 @nox.session(venv_params=VENV)

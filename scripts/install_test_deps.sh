@@ -30,7 +30,7 @@ echo "install_test_deps: third-party packages into $target (pip of $PY)"
 "$PY" -m pip install -q --disable-pip-version-check \
   "torch==2.14.1" "torchvision==0.29.1" \
   "pluggy>=1.3" "click>=8.1" "pandas>=2.0" "tensorboard>=2.14" "matplotlib>=3.7" numpy "scipy>=1.10" "tqdm>=4.60" \
-  "setuptools>=70" wheel "pytest>=7" "nox>=2024.3" ruff \
+  "setuptools>=70" wheel "pytest>=7" "pytest-xdist>=3.5" "nox>=2024.3" ruff \
   torch-tb-profiler \
   "ray==2.60.0"
 if [ "$apt_chromium" = yes ]; then

@@ -7,6 +7,8 @@ import pytest
 
 from densebench_core.testing import read_rows, run_densebench
 
+pytestmark = pytest.mark.xdist_group("shared_runs")  # reads the session's quick run: one worker
+
 
 @pytest.fixture(scope="module")
 def quick_run(quick_all_run):

@@ -13,6 +13,8 @@ import pytest
 from densebench_core.machine_load import busy_threshold
 from densebench_core.testing import run_densebench
 
+pytestmark = pytest.mark.serial  # judges timings: alone on the machine in CI (noxfile.py)
+
 SIZES = (1, 2)
 
 

@@ -25,6 +25,8 @@ from densebench_core.schema import COLUMNS
 from densebench_core.stats import summarize
 from densebench_core.testing import read_rows, run_densebench, write_rows
 
+pytestmark = pytest.mark.serial  # judges timings: alone on the machine in CI (noxfile.py)
+
 REPO = Path(__file__).resolve().parents[1]
 # backend: (overhead ms, ms per image, std/mean)
 BACKENDS = {"baseline": (5.0, 2.0, 0.01), "channels_last": (2.0, 1.6, 0.03), "fp16": (6.0, 0.7, 0.02)}

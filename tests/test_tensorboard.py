@@ -20,7 +20,7 @@ import pytest
 
 from densebench_core.testing import read_rows, run_densebench
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("shared_runs")]  # the shared quick run: one worker
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT_SCRIPT = ROOT / "scripts" / "screenshot_scalars.py"

@@ -26,7 +26,8 @@ After compiling, and again before a fresh process loads the package, the package
 libstdc++ dynamically. A library built with ``-static-libstdc++`` (as the GPU machine's ``CXX=/opt/gcc/bin/g++``
 wrapper does) brings a second libstdc++ into the process: loading it crashed every time there (SIGSEGV in
 ``std::regex`` inside ``AOTInductorModelContainerCreateWithDevice``, docs/perf-notes.md). Such a row fails with
-the reason, before loading, and names ``aoti.cxx``.
+the reason, before loading, and names ``aoti.cxx``. Before compiling, the availability check builds a small
+library with the row's compiler and reads it the same way: such a compiler skips the row in about a second.
 
 Refused before any worker starts, with the reason: a recipe with ``fused`` (its op is a Python custom op that
 finds its block's weights by a key living only in the process that made it, so the ``.pt2`` could not run
@@ -174,6 +175,51 @@ def compiler_problem() -> str | None:
     return None
 
 
+#: a shared library that needs libstdc++ (std::string, operator new): how the compiler links it tells how it will
+#: link the package's libraries
+PROBE_SOURCE = """#include <string>
+extern "C" int densebench_probe(const char *text) { return static_cast<int>(std::string(text).size()); }
+"""
+
+
+def _compiler(ctx) -> str | None:
+    """The compiler AOTInductor will use for this row: ``aoti.cxx``, else Inductor's own choice."""
+    if ctx.option(NAME, "cxx"):
+        return ctx.option(NAME, "cxx")
+    try:
+        from torch._inductor import cpp_builder
+
+        return cpp_builder.get_cpp_compiler()
+    except Exception:  # noqa: BLE001 - none found: compiler_problem says so
+        return None
+
+
+def linkage_problem(ctx) -> str | None:
+    """Why the row's compiler would build a package that cannot be loaded safely, or None: a small shared library
+    built with it must link libstdc++ dynamically. About a second, instead of finding out after minutes of
+    compiling (``check_linkage`` checks the package itself again). Without readelf, or when the probe does not
+    build, nothing is said here."""
+    readelf, compiler = shutil.which("readelf"), _compiler(ctx)
+    if readelf is None or compiler is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="densebench-aoti-probe-") as tmp:
+        source, library = Path(tmp) / "probe.cpp", Path(tmp) / "probe.so"
+        source.write_text(PROBE_SOURCE)
+        try:
+            built = subprocess.run([compiler, "-shared", "-fPIC", str(source), "-o", str(library)],
+                                   capture_output=True, text=True, timeout=120)  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if built.returncode != 0:
+            return None
+        needed = subprocess.run([readelf, "-d", str(library)], capture_output=True, text=True)
+    if needed.returncode == 0 and "libstdc++" not in needed.stdout:
+        return (f"{compiler} links libstdc++ statically into shared libraries, so its packages would bring a second "
+                "libstdc++ into the process and crash AOTInductor's runtime (docs/perf-notes.md, session 7): set "
+                "--backend-option aoti.cxx=PATH to a compiler that links it dynamically, e.g. /usr/bin/g++")
+    return None
+
+
 # -- export, compile, load ------------------------------------------------------------------------------------
 def _static_dim():
     return getattr(torch.export.Dim, "STATIC", None)
@@ -234,8 +280,8 @@ def backend_info():
 
 
 @hookimpl
-def check_available():
-    return aoti_api_problem() or compiler_problem()
+def check_available(ctx):
+    return aoti_api_problem() or compiler_problem() or linkage_problem(ctx)
 
 
 @hookimpl

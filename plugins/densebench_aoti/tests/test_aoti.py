@@ -166,7 +166,7 @@ def test_without_aoti_packaging_the_row_is_skipped(monkeypatch):
 
 
 def test_without_a_cxx_compiler_the_row_is_skipped():
-    assert plugin.check_available() is None  # this machine has g++
+    assert plugin.check_available(ctx=make_context("aoti", {}, batch_size=1)) is None  # this machine has g++
     # config.patch, not monkeypatch: monkeypatch's undo deleted the config entry (later compiles then failed)
     with torch._inductor.config.patch({"cpp.cxx": ("densebench-no-such-cxx",)}):
         result = run_in_process("aoti")
@@ -269,6 +269,20 @@ STATIC_GXX = """#!/bin/sh
 case " $* " in *" -shared "*) exec g++ "$@" -static-libstdc++ ;; esac
 exec g++ "$@"
 """
+
+
+@pytest.mark.skipif(not (plugin.shutil.which("g++") and plugin.shutil.which("readelf")), reason="needs g++, readelf")
+def test_a_compiler_linking_libstdcxx_statically_skips_the_row_before_compiling(tmp_path):
+    """The H200 image's CXX, found in about a second by a probe library, not after minutes of compiling: the row is
+    skipped naming aoti.cxx; the same probe passes with the plain g++."""
+    wrapper = tmp_path / "static-g++"
+    wrapper.write_text(STATIC_GXX)
+    wrapper.chmod(0o755)
+    assert plugin.linkage_problem(make_context("aoti", {"cxx": plugin.shutil.which("g++")}, batch_size=1)) is None
+    result = run_in_process("aoti", options={"aoti": {"cxx": str(wrapper)}})
+    assert result["status"] == "skipped", result
+    assert result["reason"].startswith(f"aoti: {wrapper} links libstdc++ statically into shared libraries")
+    assert "--backend-option aoti.cxx=PATH" in result["reason"]
 
 
 @pytest.mark.skipif(not (plugin.shutil.which("g++") and plugin.shutil.which("readelf")), reason="needs g++, readelf")

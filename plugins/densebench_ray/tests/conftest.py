@@ -182,6 +182,18 @@ def start_hanging_run(tmp_path, env, *args):
     return proc, int(pidfile.read_text().split()[0])
 
 
+def hanging_row(pidfile: Path, slug: str) -> int | None:
+    """The pid, among the hanging workers in ``pidfile``, of the one running ``slug`` (its command line names the
+    row's job file), or None while it has not started."""
+    for pid in map(int, pidfile.read_text().split()):
+        try:
+            if f"{slug}.job.json".encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+        except OSError:
+            continue
+    return None
+
+
 def ray_worker_of(results_dir: Path, slug: str) -> int:
     """The pid of the Ray worker process that runs ``slug``'s task, as the task wrote it on starting."""
     marks = list(results_dir.glob(f"runs/*/work/{slug}.ray.json"))
