@@ -1,9 +1,10 @@
 """The launcher ``ray``: every row a Ray task, on a local Ray instance or an existing cluster.
 
 ``make_launcher`` connects in the parent before any worker starts (a cluster that cannot be reached, or that has
-no node able to run a row, is bad input: one line, exit 2). ``run`` submits the first row of every chain (one
-recipe and mode: its batch sizes in order) as a task and, each time a row finishes, yields it and submits that
-chain's next row, so rows stream back as they finish while a chain's rows keep their order. Ray places each task
+no node able to run a row, is bad input: one line, exit 2). ``run`` submits the first row of every chain (a row,
+or the batch sizes of a recipe whose one artifact serves them all, in order: ``launchers.chains``) as a task and,
+each time a row finishes, yields it and submits that chain's next row, so rows stream back as they finish while a
+chain's rows keep their order. Ray places each task
 on a node with the row's resources (``num_gpus``, ``num_cpus``, ``accelerator_type``) and pins its GPU with
 ``CUDA_VISIBLE_DEVICES``; on the node the task runs the row with
 :func:`~densebench_core.runner.run_isolated` (:mod:`densebench_ray.task`).
