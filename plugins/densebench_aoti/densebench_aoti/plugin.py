@@ -38,7 +38,6 @@ in a recipe with ``aoti``.
 from __future__ import annotations
 
 import inspect
-import os
 import shutil
 import subprocess
 import tempfile
@@ -89,33 +88,38 @@ def inductor_configs(ctx) -> dict:
     return configs
 
 
+#: what to do about a compiler that links libstdc++ statically (both checks below say it)
+USE_ANOTHER_CXX = ("set --backend-option aoti.cxx=PATH to a compiler that links libstdc++ dynamically, "
+                   "e.g. /usr/bin/g++")
+
+
+def links_libstdcxx_statically(readelf: str, library: str | Path) -> bool:
+    """Whether a shared library lacks a NEEDED entry for libstdc++ (``readelf -d``): built with
+    ``-static-libstdc++``. False where readelf cannot read it."""
+    needed = subprocess.run([readelf, "-d", str(library)], capture_output=True, text=True)
+    return needed.returncode == 0 and "libstdc++" not in needed.stdout
+
+
 def static_libstdcxx(package: Path) -> list[str]:
-    """The shared libraries in the package that do not link libstdc++ dynamically (``readelf -d``: no NEEDED
-    entry for it), i.e. built with ``-static-libstdc++``. Empty when every one does, or where there is no readelf
-    (binutils, which the compiler's linker comes with) to ask."""
+    """The shared libraries in the package that do not link libstdc++ dynamically, i.e. built with
+    ``-static-libstdc++``. Empty when every one does, or where there is no readelf (binutils, which the compiler's
+    linker comes with) to ask."""
     readelf = shutil.which("readelf")
     if readelf is None:
         return []
-    static = []
     with tempfile.TemporaryDirectory(prefix="densebench-aoti-elf-") as tmp, zipfile.ZipFile(package) as archive:
-        for name in archive.namelist():
-            if name.endswith(".so"):
-                needed = subprocess.run([readelf, "-d", archive.extract(name, tmp)], capture_output=True, text=True)
-                if needed.returncode == 0 and "libstdc++" not in needed.stdout:
-                    static.append(Path(name).name)
-    return static
+        return [Path(name).name for name in archive.namelist()
+                if name.endswith(".so") and links_libstdcxx_statically(readelf, archive.extract(name, tmp))]
 
 
 def check_linkage(package: Path, ctx) -> None:
     """Refuse, before loading it, a package whose libraries would bring a second libstdc++ into this process."""
     static = static_libstdcxx(package)
     if static:
-        compiler = ctx.option(NAME, "cxx") or os.environ.get("CXX") or "g++"
         raise RuntimeError(
-            f"aoti: {static[0]} in {package.name} links libstdc++ statically (built by {compiler}); loading it "
-            "would bring a second libstdc++ into this process, which crashes AOTInductor's runtime (SIGSEGV in "
-            "std::regex on the H200, docs/perf-notes.md): set --backend-option aoti.cxx=PATH to a compiler that "
-            "links libstdc++ dynamically, e.g. /usr/bin/g++"
+            f"aoti: {static[0]} in {package.name} links libstdc++ statically (built by {_compiler(ctx)}); loading "
+            "it would bring a second libstdc++ into this process, which crashes AOTInductor's runtime (SIGSEGV in "
+            f"std::regex on the H200, docs/perf-notes.md): {USE_ANOTHER_CXX}"
         )
 
 
@@ -212,11 +216,11 @@ def linkage_problem(ctx) -> str | None:
             return None
         if built.returncode != 0:
             return None
-        needed = subprocess.run([readelf, "-d", str(library)], capture_output=True, text=True)
-    if needed.returncode == 0 and "libstdc++" not in needed.stdout:
+        static = links_libstdcxx_statically(readelf, library)
+    if static:
         return (f"{compiler} links libstdc++ statically into shared libraries, so its packages would bring a second "
-                "libstdc++ into the process and crash AOTInductor's runtime (docs/perf-notes.md, session 7): set "
-                "--backend-option aoti.cxx=PATH to a compiler that links it dynamically, e.g. /usr/bin/g++")
+                "libstdc++ into the process and crash AOTInductor's runtime (docs/perf-notes.md, session 7): "
+                f"{USE_ANOTHER_CXX}")
     return None
 
 
