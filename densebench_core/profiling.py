@@ -111,6 +111,26 @@ def device_time_per_step(events, steps: int) -> tuple[float, float]:
     return sum(durations) / 1000.0 / steps, len(durations) / steps
 
 
+def collectives_per_step(events, steps: int, cuda: bool) -> tuple[float, float]:
+    """(ms, calls) per step of torch.distributed's collectives (a data-parallel row's gradient all-reduce): on the
+    GPU the NCCL kernels' own device time, which may overlap the backward's kernels; on the CPU the ``c10d::`` ops."""
+    if cuda:
+        chosen = [e for e in events if is_device_activity(e) and "nccl" in e.key.lower()]
+        total_us = sum(_self_device_us(e) for e in chosen)
+    else:
+        chosen = [e for e in events if e.key.startswith("c10d::")]
+        total_us = sum(float(e.cpu_time_total) for e in chosen)
+    return total_us / 1000.0 / steps, sum(e.count for e in chosen) / steps
+
+
+def step_along(step, ctx) -> None:
+    """The steps :func:`profile_step` runs, unprofiled: the other ranks of a distributed row, whose all-reduces the
+    profiled rank's steps wait for."""
+    for _ in range(WAIT + WARMUP + ACTIVE):
+        step()
+        ctx.synchronize()
+
+
 def profile_step(step, ctx, profile_dir: Path) -> dict[str, Any]:
     """Profile ``WAIT + WARMUP + ACTIVE`` steps; return where the time went (per step) and the trace path."""
     from torch.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
@@ -141,6 +161,9 @@ def profile_step(step, ctx, profile_dir: Path) -> dict[str, Any]:
         "traces": sorted(str(p) for p in set(profile_dir.iterdir()) - before),
         "steps": ACTIVE,
     }
+    collective_ms, collective_calls = collectives_per_step(events, ACTIVE, ctx.is_cuda)
+    if collective_calls:
+        summary["collective_ms_per_step"], summary["collective_calls_per_step"] = collective_ms, collective_calls
     if ctx.is_cuda:  # how busy the GPU is: the report divides this by the row's mean step time
         summary["device_ms_per_step"], summary["device_activities_per_step"] = device_time_per_step(
             prof.events(), ACTIVE

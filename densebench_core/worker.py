@@ -113,9 +113,8 @@ class Worker:
             if before is not None and not _parameters_changed(before, model):
                 self.fail("the training step left every weight unchanged: no optimizer update happened in warm-up "
                           "and measurement")
-            if self.ranks:  # the other ranks would wait in an all-reduce for steps the profiler alone runs
-                if self.job.profile_dir:
-                    self.ctx.notes.append("not profiled: a distributed row")
+            if self.ranks:  # accuracy, export and cold start are one process's work; the profile needs every rank
+                self.after_measurement("profiling", lambda: self.profile(step))
                 return self.result
             for phase, run in (("checking accuracy", lambda: self.check_accuracy(checked_step, reference,
                                                                                  eval_batches)),
@@ -322,9 +321,14 @@ class Worker:
                               f"included); rel_err {metrics['rel_err']:.2g} against the fp32 reference")
 
     def profile(self, step) -> None:
+        """A short profiler pass; in a distributed row rank 0 profiles while the other ranks run the same steps
+        unprofiled (each step's all-reduce needs every rank), so the profile shows the communication too."""
         if self.job.profile_dir:
             from densebench_core import profiling
 
+            if self.ranks and not self.ranks.leader:
+                profiling.step_along(step, self.ctx)
+                return
             self.result["profile"] = profiling.profile_step(step, self.ctx, Path(self.job.profile_dir))
 
     def fail(self, reason: str) -> None:

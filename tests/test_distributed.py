@@ -42,3 +42,16 @@ def test_bad_process_counts_are_bad_input(tmp_path, args, message):
     proc = run(tmp_path, "--backend", "baseline", *TINY, *args)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [f"densebench: error: {message}"], proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_a_distributed_row_is_profiled_with_its_all_reduce(tmp_path):
+    """Rank 0 profiles while the other rank runs the same steps, so the profile holds the gradients' all-reduce
+    (the cost that two processes add to a step) and neither rank waits forever for the other."""
+    proc = run(tmp_path, "--backend", "baseline", "--mode", "training", "--nproc-per-node", "2", *TINY,
+               "--batch-sizes", "2", "--profile")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    [row] = json.loads((tmp_path / "r" / "benchmark_results.json").read_text())["rows"]
+    assert row["status"] == "ok", row["reason"]
+    profile = row["profile"]
+    assert profile["collective_calls_per_step"] >= 1 and profile["collective_ms_per_step"] > 0, profile
+    assert row["profile"]["traces"], "rank 0 wrote no trace"
