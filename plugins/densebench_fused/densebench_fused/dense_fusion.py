@@ -18,6 +18,9 @@ The rewrite (inference only; BN uses its running statistics), in the model's dty
 * each transition runs its 2x2 average pool before its 1x1 conv instead of after (both are linear, so they
   commute exactly): the conv does a quarter of the work and the pool fuses into the BN+ReLU pass.
 
+With activation scales from :func:`calibrate` (fp16 or bf16 blocks only), the 1x1 GEMMs run in FP8 (e4m3
+products, fp32 accumulation; :mod:`~densebench_fused.bn_relu_gemm` has the arithmetic); the 3x3 convs do not change.
+
 The op is opaque to ``torch.compile`` (a ``torch.library`` custom op with a shape function), so Inductor compiles
 the rest of the network around it and CUDA graphs (``mode=reduce-overhead``) record it like any other kernel.
 """
@@ -31,7 +34,7 @@ from collections import OrderedDict
 import torch
 import torch.nn.functional as F
 
-from densebench_fused.bn_relu_gemm import bn_relu_gemm
+from densebench_fused.bn_relu_gemm import AMAX_FLOOR, E4M3_MAX, bn_relu_gemm, fp8_operands
 from densebench_fused.conv3x3 import conv3x3, pack_weight
 
 
@@ -72,19 +75,25 @@ class FusedDenseLayer(torch.nn.Module):
 
     ``scale``/``shift`` are its ``norm1`` (fp32), ``weight1`` [C_in, bottleneck] and ``bias1`` its ``conv1`` with
     ``norm2`` folded in, ``weight2`` its ``conv2`` (3x3, padding 1): OIHW for cuDNN, or packed for the
-    :mod:`~densebench_fused.conv3x3` kernel; the weights in ``dtype``.
+    :mod:`~densebench_fused.conv3x3` kernel; the weights in ``dtype``. With ``act_scale`` (``s_a`` [C_in], from
+    :func:`calibrate`) the GEMM's operands are FP8 ones (:func:`~densebench_fused.bn_relu_gemm.fp8_operands`):
+    ``weight1`` e4m3 [bottleneck, C_in] and ``w_scale`` [bottleneck]; else ``w_scale`` is None.
     """
 
-    def __init__(self, layer: torch.nn.Module, dtype: torch.dtype, packed: bool) -> None:
+    def __init__(self, layer: torch.nn.Module, dtype: torch.dtype, packed: bool, act_scale=None) -> None:
         super().__init__()
         with torch.no_grad():
             scale1, shift1 = _bn_affine(layer.norm1)
             scale2, shift2 = _bn_affine(layer.norm2)
             conv1 = layer.conv1.weight  # [bottleneck, C_in, 1, 1]
+            weight1 = (conv1.float().flatten(1) * scale2[:, None]).t().contiguous()
+            w_scale = None
+            if act_scale is not None:
+                scale1, shift1, weight1, w_scale = fp8_operands(scale1, shift1, weight1, act_scale.float())
             self.register_buffer("scale", scale1.contiguous())
             self.register_buffer("shift", shift1.contiguous())
-            weight1 = (conv1.float().flatten(1) * scale2[:, None]).t().contiguous().to(dtype)
-            self.register_buffer("weight1", weight1)
+            self.register_buffer("weight1", weight1 if act_scale is not None else weight1.to(dtype))
+            self.register_buffer("w_scale", w_scale)
             self.register_buffer("bias1", shift2.contiguous())
             weight2 = layer.conv2.weight.detach().to(dtype, copy=True)
             self.register_buffer("weight2", pack_weight(weight2) if packed else weight2)
@@ -94,14 +103,21 @@ class FusedDenseBlock(torch.nn.Module):
     """A torchvision ``_DenseBlock`` (eval mode) as one :func:`dense_block` call over its :class:`FusedDenseLayer` s.
 
     Layer ``i`` reads the first ``C0 + i*growth`` channels of the block's buffer and appends ``growth`` channels.
+    ``act_scales``: one ``s_a`` per layer (:func:`calibrate`) for FP8 GEMMs, which need fp16 or bf16 blocks.
     """
 
-    def __init__(self, block: torch.nn.Module, dtype: torch.dtype | None = None, conv: str = "triton") -> None:
+    def __init__(self, block: torch.nn.Module, dtype: torch.dtype | None = None, conv: str = "triton",
+                 act_scales: list | None = None) -> None:  # fmt: skip
         super().__init__()
         layers = list(block.children())
         self.dtype = dtype or layers[0].conv1.weight.dtype
+        if act_scales is not None and self.dtype not in (torch.float16, torch.bfloat16):
+            raise ValueError(f"fp8 GEMMs need fp16 or bf16 dense blocks, not {self.dtype}")
         self.conv = conv
-        self.layers = torch.nn.ModuleList(FusedDenseLayer(layer, self.dtype, conv == "triton") for layer in layers)
+        self.layers = torch.nn.ModuleList(
+            FusedDenseLayer(layer, self.dtype, conv == "triton", act_scales[i] if act_scales else None)
+            for i, layer in enumerate(layers)
+        )
         self.growth = layers[0].conv2.weight.shape[0]
         self.channels = layers[0].conv1.weight.shape[1] + self.growth * len(layers)  # the block's output channels
         self._register()
@@ -130,7 +146,8 @@ class FusedDenseBlock(torch.nn.Module):
         rows = features.permute(0, 2, 3, 1).reshape(n * h * w, self.channels)  # a view: NHWC in memory
         channels = c0
         for layer in self.layers:
-            bottleneck = bn_relu_gemm(rows[:, :channels], layer.scale, layer.shift, layer.weight1, layer.bias1)
+            bottleneck = bn_relu_gemm(rows[:, :channels], layer.scale, layer.shift, layer.weight1, layer.bias1,
+                                      layer.w_scale)  # fmt: skip
             if self.conv == "triton":
                 conv3x3(bottleneck, layer.weight2, rows[:, channels : channels + self.growth], n, h, w)
             else:
@@ -157,12 +174,43 @@ def _pool_first(transition) -> torch.nn.Sequential:
     return torch.nn.Sequential(parts)
 
 
-def fuse_dense_blocks(model, dtype: torch.dtype | None = None, conv: str = "triton") -> dict[str, int]:
+def calibrate(model, images) -> dict:
+    """Per-input-channel activation scales of every dense layer's GEMM, for FP8.
+
+    Runs ``model`` (the unfused DenseNet, eval) on ``images`` with a forward hook on each dense layer's ``conv1``,
+    whose input is ``relu(norm1(x))``: ``s_a[c] = amax over the images of that input's channel c / 448`` (the
+    amax at least :data:`~densebench_fused.bn_relu_gemm.AMAX_FLOOR`). Returns ``{dense layer: s_a}`` (fp32, on the
+    model's device), for :func:`fuse_dense_blocks`.
+    """
+    layers = [layer for block in model.modules() if _is_dense_block(block) for layer in block.children()]
+    amax = {}
+
+    def record(layer):
+        def hook(module, args, output):
+            seen = args[0].detach().float().amax(dim=(0, 2, 3))
+            amax[layer] = seen if layer not in amax else torch.maximum(amax[layer], seen)
+
+        return hook
+
+    handles = [layer.conv1.register_forward_hook(record(layer)) for layer in layers]
+    try:
+        with torch.no_grad():
+            model(images)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {layer: amax[layer].clamp_min(AMAX_FLOOR) / E4M3_MAX for layer in layers}
+
+
+def fuse_dense_blocks(model, dtype: torch.dtype | None = None, conv: str = "triton",
+                      act_scales: dict | None = None) -> dict[str, int]:  # fmt: skip
     """Rewrite ``model`` (a torchvision DenseNet in eval mode) in place; returns what was rewritten.
 
     :param dtype: the dense blocks' arithmetic (their weights are converted); None: the weights' own dtype.
     :param conv: the 3x3 convs: ``triton`` (written into the block buffer) or ``cudnn`` (then a copy).
-    Raises ValueError when the model has no dense block to rewrite or is in training mode.
+    :param act_scales: :func:`calibrate`'s scales (of this model, before the rewrite): the 1x1 GEMMs in FP8.
+    Raises ValueError when the model has no dense block to rewrite or is in training mode, or for FP8 GEMMs in
+    blocks that are not fp16 or bf16.
     """
     if model.training:
         raise ValueError("the fused rewrite is for inference (BatchNorm with running statistics)")
@@ -170,7 +218,8 @@ def fuse_dense_blocks(model, dtype: torch.dtype | None = None, conv: str = "trit
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if _is_dense_block(child):
-                fused = FusedDenseBlock(child, dtype, conv)
+                scales = [act_scales[layer] for layer in child.children()] if act_scales is not None else None
+                fused = FusedDenseBlock(child, dtype, conv, scales)
                 setattr(parent, name, fused)
                 counts["blocks"] += 1
                 counts["layers"] += len(fused.layers)

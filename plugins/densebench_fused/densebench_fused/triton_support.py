@@ -6,6 +6,12 @@ interpreter (Triton 3.8) computes ``tl.dot`` of bf16 operands wrongly, so there,
 widened to fp32 before the product (``WIDEN``): exact, so the interpreter still checks indexing, masks, prologue,
 epilogue and the store's rounding, but not the bf16 product itself, which the GPU checks (docs/perf-notes.md). The
 interpreter also rounds fp32 to bf16 toward zero where the GPU rounds to nearest.
+
+FP8 (``fused.gemm=fp8``): the interpreter (Triton 3.8) multiplies ``tl.float8e4nv`` operands correctly (exactly
+widened, fp32 sums), but its fp32 -> e4m3 cast is wrong: it rounds ties away from zero, loses the carry into the
+exponent in every other binade (31.7 becomes 16, not 32) and truncates subnormals. So there, and only there, the
+GEMM rounds its activations to e4m3 values in fp32 arithmetic first (``ROUND_E4M3``), which the cast then keeps
+exactly. Not checked on the CPU: the GPU's own cast, Hopper's fp8 ``wgmma`` and its accumulation, and speed.
 """
 
 from __future__ import annotations
