@@ -1,6 +1,21 @@
 """The ``fused`` rewrite with the other stages: amp under a compiler runs correctly, jit is refused up front."""
 
+import json
+
 from densebench_core.testing import read_rows, run_densebench
+
+
+def test_plugins_list_fused_as_the_rewrite_stage_and_compile_stays_generic():
+    """The DenseNet kernels are the ``fused`` plugin's, in its own stage; ``compile`` has no DenseNet option."""
+    proc = run_densebench("plugins", "--json")
+    assert proc.returncode == 0, proc.stderr
+    plugins = {p["name"]: p for p in json.loads(proc.stdout)}
+    assert plugins["fused"]["stage"] == "rewrite" and plugins["fused"]["status"] == "ok"
+    assert set(plugins["fused"]["options"]) == {"conv3x3", "gemm"}
+    compile_options = plugins["compile"]["options"]
+    assert plugins["compile"]["stage"] == "compiler"
+    assert not [name for name in compile_options if "dense" in name or name in plugins["fused"]["options"]]
+    assert "dense" not in json.dumps(compile_options).lower(), compile_options
 
 
 def test_amp_fused_compile_runs_in_the_autocast_dtype_and_agrees_with_fp32(tmp_path):
