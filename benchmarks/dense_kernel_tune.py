@@ -35,6 +35,36 @@ WIDE = [
 ]
 
 
+def shapes(args):
+    """(bs, block, cin, rows, operands) per batch size and layer: ``a`` a column slice of an fp16 block buffer,
+    ``norm1``'s scale and shift, the 1x1 weights and the bias, drawn from one seeded generator."""
+    import torch
+
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    for bs, (block, cin, total, side) in itertools.product(map(int, args.batch_sizes.split(",")), LAYERS):
+        rows = bs * side * side
+        a = torch.randn(rows, total, device="cuda", generator=gen).half()[:, :cin]
+        scale = torch.rand(cin, device="cuda", generator=gen) + 0.5
+        shift = torch.randn(cin, device="cuda", generator=gen) * 0.3
+        w = (torch.randn(cin, 128, device="cuda", generator=gen) / cin**0.5).half()
+        bias = torch.randn(128, device="cuda", generator=gen) * 0.1
+        yield bs, block, cin, rows, (a, scale, shift, w, bias)
+
+
+def is_default_tiles(rows: int):
+    """Whether a sweep's configuration is the kernel's own choice at ``rows`` rows (``block_m``, ``BLOCK_K``)."""
+    from densebench_fused import bn_relu_gemm as k
+
+    default = {**dict(zip(("BLOCK_M", "num_warps"), k.block_m(rows))), "BLOCK_K": k.BLOCK_K}
+    return lambda config: all(config[key] == value for key, value in default.items())
+
+
+def ceiling_us(rows: int, cin: int) -> float:
+    """The copy ceiling's time for the bytes the GEMM must move: read ``a``, write the result (fp16 both, also for
+    the FP8 kernel)."""
+    return round(tile_sweep.ceiling_us((rows * cin + rows * 128) * 2), 2)
+
+
 def main() -> int:
     parser = tile_sweep.parser(__doc__)
     parser.add_argument("--wide", action="store_true", help="also the larger tiles and deeper pipelines (WIDE)")
@@ -45,29 +75,18 @@ def main() -> int:
 
     if not torch.cuda.is_available():
         parser.error("needs a CUDA GPU (the kernels' speed is what it measures)")
+    args.out.mkdir(parents=True, exist_ok=True)
     if args.gemm == "fp8":
         return compare_fp8(args)
     from densebench_fused import bn_relu_gemm as k
     from triton.testing import do_bench
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    for bs, (block, cin, total, side) in itertools.product(map(int, args.batch_sizes.split(",")), LAYERS):
-        rows = bs * side * side
-        buf = torch.randn(rows, total, device="cuda", generator=gen).half()
-        a = buf[:, :cin]
-        scale = torch.rand(cin, device="cuda", generator=gen) + 0.5
-        shift = torch.randn(cin, device="cuda", generator=gen) * 0.3
-        w = (torch.randn(cin, 128, device="cuda", generator=gen) / cin**0.5).half()
-        bias = torch.randn(128, device="cuda", generator=gen) * 0.1
-        operands = (a, scale, shift, w, bias)
+    for bs, block, cin, rows, operands in shapes(args):
         ref = k.reference(*operands)
         unfused_ms = do_bench(functools.partial(k.reference, *operands))
-        default = {**dict(zip(("BLOCK_M", "num_warps"), k.block_m(rows))), "BLOCK_K": k.BLOCK_K}
         found = tile_sweep.sweep(CONFIGS + (WIDE if args.wide else []), functools.partial(k.launch, *operands), ref,
-                      lambda config, default=default: all(config[key] == value for key, value in default.items()))
-        moved = (rows * cin + rows * 128) * 2  # bytes: read a, write the result
-        line = {"bs": bs, "block": block, "cin": cin, "rows": rows, "ceiling_us": round(tile_sweep.ceiling_us(moved), 2),
+                                 is_default_tiles(rows))  # fmt: skip
+        line = {"bs": bs, "block": block, "cin": cin, "rows": rows, "ceiling_us": ceiling_us(rows, cin),
                 "unfused_torch_us": round(unfused_ms * 1000, 2), **found}  # fmt: skip
         tile_sweep.record(args.out / "tune.jsonl", f"bs {bs:3d} block {block} K {cin:4d}", line,
                {"unfused": unfused_ms * 1000})  # fmt: skip
@@ -81,32 +100,18 @@ def compare_fp8(args) -> int:
     import torch
     from densebench_fused import bn_relu_gemm as k
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    gen = torch.Generator(device="cuda").manual_seed(0)
     configs = CONFIGS + (WIDE if args.wide else [])
-    for bs, (block, cin, total, side) in itertools.product(map(int, args.batch_sizes.split(",")), LAYERS):
-        rows = bs * side * side
-        a = torch.randn(rows, total, device="cuda", generator=gen).half()[:, :cin]
-        scale = torch.rand(cin, device="cuda", generator=gen) + 0.5
-        shift = torch.randn(cin, device="cuda", generator=gen) * 0.3
-        w = (torch.randn(cin, 128, device="cuda", generator=gen) / cin**0.5).half()
-        bias = torch.randn(128, device="cuda", generator=gen) * 0.1
+    for bs, block, cin, rows, (a, scale, shift, w, bias) in shapes(args):
         act_scale = torch.relu(a.float() * scale + shift).amax(0).clamp_min(k.AMAX_FLOOR) / k.E4M3_MAX
         scale8, shift8, wq, w_scale = k.fp8_operands(scale, shift, w, act_scale)
-        default = {**dict(zip(("BLOCK_M", "num_warps"), k.block_m(rows))), "BLOCK_K": k.BLOCK_K}
-
-        def is_default(config, default=default):
-            return all(config[key] == value for key, value in default.items())
-
         native_ref = k.reference(a, scale, shift, w, bias)
         fp8_ref = k.reference_fp8(a, scale8, shift8, wq, w_scale, bias)
         native = tile_sweep.sweep(configs, functools.partial(k.launch, a, scale, shift, w, bias), native_ref,
-                                  is_default)  # fmt: skip
+                                  is_default_tiles(rows))  # fmt: skip
         fp8 = tile_sweep.sweep(configs, functools.partial(k.launch, a, scale8, shift8, wq, bias, w_scale=w_scale),
-                               fp8_ref, is_default)  # fmt: skip
+                               fp8_ref, is_default_tiles(rows))  # fmt: skip
         quantization = ((fp8_ref.float() - native_ref.float()).norm() / native_ref.float().norm()).item()
-        moved = (rows * cin + rows * 128) * 2  # bytes: read a (fp16 in both), write the result (fp16)
-        line = {"bs": bs, "block": block, "cin": cin, "rows": rows, "ceiling_us": round(tile_sweep.ceiling_us(moved), 2),
+        line = {"bs": bs, "block": block, "cin": cin, "rows": rows, "ceiling_us": ceiling_us(rows, cin),
                 "fp8_vs_fp16_rel_err": quantization, "fp16": native, "fp8": fp8}  # fmt: skip
         with (args.out / "fp8.jsonl").open("a") as fh:
             fh.write(json.dumps(line) + "\n")

@@ -123,12 +123,15 @@ def collectives_per_step(events, steps: int, cuda: bool) -> tuple[float, float]:
     return total_us / 1000.0 / steps, sum(e.count for e in chosen) / steps
 
 
-def step_along(step, ctx) -> None:
-    """The steps :func:`profile_step` runs, unprofiled: the other ranks of a distributed row, whose all-reduces the
-    profiled rank's steps wait for."""
+def step_along(step, ctx, after_each=None) -> None:
+    """The ``WAIT + WARMUP + ACTIVE`` steps of a profiler pass, each synchronized, then ``after_each()``:
+    :func:`profile_step` runs them under the profiler, the other ranks of a distributed row alone (the profiled
+    rank's all-reduces wait for theirs, so both must run the same steps)."""
     for _ in range(WAIT + WARMUP + ACTIVE):
         step()
         ctx.synchronize()
+        if after_each is not None:
+            after_each()
 
 
 def profile_step(step, ctx, profile_dir: Path) -> dict[str, Any]:
@@ -149,10 +152,7 @@ def profile_step(step, ctx, profile_dir: Path) -> dict[str, Any]:
         record_shapes=True,
         profile_memory=True,
     ) as prof:
-        for _ in range(WAIT + WARMUP + ACTIVE):
-            step()
-            ctx.synchronize()
-            prof.step()
+        step_along(step, ctx, after_each=prof.step)
     events = prof.key_averages()
     cpu_ops = [e for e in events if not e.key.startswith("ProfilerStep")]
     summary = {

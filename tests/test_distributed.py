@@ -54,4 +54,4 @@ def test_a_distributed_row_is_profiled_with_its_all_reduce(tmp_path):
     assert row["status"] == "ok", row["reason"]
     profile = row["profile"]
     assert profile["collective_calls_per_step"] >= 1 and profile["collective_ms_per_step"] > 0, profile
-    assert row["profile"]["traces"], "rank 0 wrote no trace"
+    assert profile["traces"], "rank 0 wrote no trace"
